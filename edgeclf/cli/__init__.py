@@ -1,0 +1,66 @@
+"""The ``edgeclf`` command: a click group whose subcommands are imported only when invoked.
+
+Each subcommand lives in its own module here (``edgeclf/cli/<name>.py`` defining ``cmd``), so
+``edgeclf predict`` never pays for TensorFlow and a broken optional extra breaks only its command.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import EdgeclfError
+
+COMMANDS = {
+    "info": "Show a model file's metadata, inputs, outputs and backend.",
+    "predict": "Classify image files with a .tflite or .onnx model.",
+    "train": "Fine-tune MobileNetV2 / EfficientNet-Lite on a class-per-folder dataset.",
+    "eval": "Evaluate a model on a class-per-folder dataset.",
+    "explain": "Grad-CAM heat map of a Keras model's decision on an image.",
+    "convert": "Convert a trained model to TFLite / ONNX / Edge TPU / TensorRT with parity checks.",
+    "bench": "Benchmark model files: latency, throughput, memory, size, accuracy.",
+    "run": "Classify a camera, video, stream or image folder in real time.",
+    "serve": "Serve a web page and JSON API for a model on this device.",
+    "demo": "The whole pipeline on built-in data, with a report.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports ``edgeclf.cli.<name>`` only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if importlib.util.find_spec(f"edgeclf.cli.{name.replace('-', '_')}")]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        try:
+            module = importlib.import_module(f"edgeclf.cli.{name.replace('-', '_')}")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("edgeclf.cli."):
+                return None
+            raise click.ClickException(f"'edgeclf {name}' needs {exc.name}, which is not installed "
+                                       f"(pip install 'edgeclf[train]' for training and conversion)") from None
+        return module.cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeclfError as exc:
+            click.echo(f"edgeclf: error: {exc}", err=True)
+            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeclf")
+def main() -> None:
+    """edgeclf: image classifiers from training to the device."""

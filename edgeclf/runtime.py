@@ -1,0 +1,199 @@
+"""``Runtime``: classify images with a .tflite or .onnx file on a device, without TensorFlow.
+
+The file's own edgeclf metadata supplies labels and preprocessing; constructor arguments override it,
+so a model made elsewhere works too. ``predict`` = prepare (geometry, colour) -> encode (normalise,
+quantise) -> ``infer`` -> dequantise -> probabilities.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .artifact import Metadata, Preprocess, parse_embedded, read_labels
+from .backends import TensorSpec, open_backend
+from .errors import EdgeclfError, ImageError, InvalidModelError
+from .preprocess import InputEncoder, channels, load_image, prepare
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a result: its index in the model's output, its label and its probability."""
+
+    index: int
+    label: str
+    score: float
+
+
+def _layout_and_size(spec: TensorSpec) -> tuple[str | None, tuple[int, int] | None]:
+    """Guess NHWC/NCHW and (h, w) from a 4-D input shape; None where the shape does not tell."""
+    if len(spec.shape) != 4:
+        return None, None
+    _, a, b, c = spec.shape
+    if c in (1, 3) and a not in (1, 3):
+        layout, hw = "NHWC", (a, b)
+    elif a in (1, 3) and c not in (1, 3):
+        layout, hw = "NCHW", (b, c)
+    else:
+        layout, hw = "NHWC", (a, b)
+    return layout, (hw if min(hw) > 0 else None)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Runtime:
+    """Run an image classifier file (``.tflite`` or ``.onnx``) on ``device`` (cpu, gpu, coral, jetson).
+
+    Arguments other than ``model``, ``device`` and ``num_threads`` override the file's metadata:
+    ``labels`` (a list or a labels file), ``mean``/``std`` (one value or one per channel, applied to
+    0..255 pixels), ``color`` (RGB/BGR/GRAY), ``resize`` (crop/letterbox/stretch), ``crop_ratio``,
+    ``input_size`` ((h, w), for dynamic-shape models) and ``output`` (probabilities/logits/auto).
+    """
+
+    def __init__(self, model: str | os.PathLike, device: str = "cpu", num_threads: int | None = None, *,
+                 labels: Sequence[str] | str | os.PathLike | None = None,
+                 mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
+                 color: str | None = None, resize: str | None = None, crop_ratio: float | None = None,
+                 input_size: tuple[int, int] | int | None = None, output: str | None = None) -> None:
+        self.path = Path(model)
+        self.device = device
+        self.num_threads = num_threads
+        self._engine = open_backend(self.path, device, num_threads)
+        self.format: str = self._engine.format
+        self.backend: str = self._engine.name
+        meta = self._file_metadata()
+        self.input_spec: TensorSpec = self._engine.inputs[0]
+        self.output_spec: TensorSpec = self._engine.outputs[0]
+        if len(self.input_spec.shape) != 4:
+            raise InvalidModelError(f"{self.path}: not an image classifier: input shape {self.input_spec.shape} is not 4-D")
+        layout, size = _layout_and_size(self.input_spec)
+        pre_changes: dict[str, Any] = {k: v for k, v in dict(mean=mean, std=std, color=color, resize=resize,
+                                                             crop_ratio=crop_ratio).items() if v is not None}
+        if input_size is not None:
+            pre_changes["input_size"] = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        elif size is not None:
+            pre_changes["input_size"] = size
+        elif meta is None:
+            raise InvalidModelError(f"{self.path}: the input size is dynamic and the file has no edgeclf metadata; "
+                                    "pass input_size=(h, w)")
+        if meta is None:
+            pre_changes["layout"] = layout
+        base = meta if meta is not None else Metadata(source=str(self.path))
+        try:
+            self.metadata: Metadata = base.replace(preprocess=pre_changes,
+                                                   **({"output": output} if output else {}))
+        except ValueError as exc:
+            raise EdgeclfError(f"{self.path}: {exc}") from None
+        self.num_classes = int(np.prod([d for d in self.output_spec.shape[1:] if d > 0] or [0]))
+        self.labels = self._labels(labels, base.labels)
+        self.metadata.labels = self.labels
+        self.preprocess_spec: Preprocess = self.metadata.preprocess
+        self.input_size: tuple[int, int] = self.preprocess_spec.input_size
+        self.input_dtype = self.input_spec.dtype
+        self._encode = InputEncoder(self.preprocess_spec, self.input_dtype, self.input_spec.scale,
+                                    self.input_spec.zero_point)
+        c = channels(self.preprocess_spec)
+        h, w = self.input_size
+        self._in_shape = (1, h, w, c) if self.preprocess_spec.layout == "NHWC" else (1, c, h, w)
+        self._check_input_shape()
+
+    def _file_metadata(self) -> Metadata | None:
+        return parse_embedded(self._engine.metadata_json, str(self.path), self._engine.sealed)
+
+    def _labels(self, given: Sequence[str] | str | os.PathLike | None, stored: list[str]) -> list[str]:
+        if isinstance(given, (str, os.PathLike)):
+            labels = read_labels(given)
+        elif given is not None:
+            labels = [str(x) for x in given]
+        else:
+            labels = list(stored)
+        if not labels:
+            return [str(i) for i in range(self.num_classes)]
+        if self.num_classes and len(labels) != self.num_classes:
+            raise InvalidModelError(f"{self.path}: {len(labels)} labels given but the model outputs "
+                                    f"{self.num_classes} classes")
+        return labels
+
+    def _check_input_shape(self) -> None:
+        model = self.input_spec.shape
+        for want, have in zip(self._in_shape[1:], model[1:]):
+            if have > 0 and want != have:
+                raise InvalidModelError(f"{self.path}: preprocessing gives input {self._in_shape} but the model "
+                                        f"expects {model} (check input_size/color/layout)")
+
+    # -- the data path ------------------------------------------------------------------------------
+    def preprocess(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
+        """Image (BGR uint8 array or a path) -> batch-of-one input tensor of the model's dtype."""
+        img = load_image(image) if isinstance(image, (str, os.PathLike)) else image
+        return self._encode(prepare(img, self.preprocess_spec))
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs for an already-preprocessed tensor of the input's dtype and shape."""
+        if tensor.dtype != self.input_dtype:
+            raise ImageError(f"infer() needs a {self.input_dtype} tensor, got {tensor.dtype}")
+        if tensor.shape[1:] != self._in_shape[1:]:
+            raise ImageError(f"infer() needs shape (N, {', '.join(map(str, self._in_shape[1:]))}), got {tensor.shape}")
+        return self._engine.run(tensor)
+
+    def scores(self, raw: np.ndarray) -> np.ndarray:
+        """Dequantise a raw output and make it probabilities (softmax unless it already is one)."""
+        out = raw.reshape(raw.shape[0], -1)
+        if out.shape[1] != len(self.labels):
+            raise InvalidModelError(f"{self.path}: the model produced {out.shape[1]} scores per image but has "
+                                    f"{len(self.labels)} labels (output shape {raw.shape})")
+        spec = self.output_spec
+        if spec.scale:
+            out = (out.astype(np.float32) - spec.zero_point) * spec.scale
+        else:
+            out = out.astype(np.float32, copy=False)
+        kind = self.metadata.output
+        if kind == "auto":
+            sums = out.sum(axis=-1)
+            kind = "probabilities" if out.min() >= 0 and np.all(np.abs(sums - 1) < 0.02) else "logits"
+        return _softmax(out) if kind == "logits" else out
+
+    def probabilities(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
+        """The full probability vector for one image."""
+        return self.scores(self.infer(self.preprocess(image))[0])[0]
+
+    def predict(self, image: np.ndarray | str | os.PathLike, top_k: int = 5) -> list[Prediction]:
+        """The ``top_k`` most probable classes for one image, best first."""
+        return self.top(self.probabilities(image), top_k)
+
+    def predict_batch(self, images: Sequence[np.ndarray | str | os.PathLike], top_k: int = 5) -> list[list[Prediction]]:
+        """``predict`` for several images (batched in one call when the model's batch size is dynamic)."""
+        if not images:
+            return []
+        if self.input_spec.shape[0] == -1 and len(images) > 1:
+            probs = self.scores(self.infer(np.concatenate([self.preprocess(i) for i in images]))[0])
+        else:
+            probs = np.stack([self.probabilities(i) for i in images])
+        return [self.top(p, top_k) for p in probs]
+
+    def top(self, probs: np.ndarray, top_k: int = 5) -> list[Prediction]:
+        """The ``top_k`` entries of a probability vector as ``Prediction``s, best first."""
+        k = max(1, min(int(top_k), probs.shape[0]))
+        idx = np.argpartition(-probs, k - 1)[:k] if k < probs.shape[0] else np.arange(probs.shape[0])
+        idx = idx[np.argsort(-probs[idx], kind="stable")]
+        return [Prediction(int(i), self.labels[i], float(probs[i])) for i in idx]
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary: file, backend, device, tensors and the effective metadata."""
+        def spec(s: TensorSpec) -> dict[str, Any]:
+            d = dataclasses.asdict(s)
+            d["dtype"] = str(s.dtype)
+            return d
+        return {"model": str(self.path), "format": self.format, "size_bytes": self.path.stat().st_size,
+                "backend": self.backend, "device": self.device,
+                "inputs": [spec(s) for s in self._engine.inputs], "outputs": [spec(s) for s in self._engine.outputs],
+                "metadata": self.metadata.to_dict(), "has_edgeclf_metadata": self._engine.metadata_json is not None}
+
+    def __repr__(self) -> str:
+        return (f"Runtime({str(self.path)!r}, device={self.device!r}, backend={self.backend!r}, "
+                f"input={self.input_size}, classes={len(self.labels)})")

@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny classifiers made with plain TensorFlow (not edgeclf), as a user's foreign model would be.
+
+They are built once per session. TensorFlow is imported only inside the fixtures, so tests that must prove
+the runtime is TensorFlow-free run in subprocesses.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SIZE = 32
+CLASSES = ["cat", "dog", "bird", "fish"]
+
+
+def _keras_model():
+    import tf_keras as keras
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(len(CLASSES), activation="softmax")(x)
+    return keras.Model(inp, out)
+
+
+def _calibration(n: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return ((rng.integers(0, 256, (n, SIZE, SIZE, 3)).astype(np.float32) - 127.5) / 127.5)
+
+
+def _to_tflite(model, quant: str, io: str = "float32") -> bytes:
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quant == "int8":
+        calib = _calibration()
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x[None]] for x in calib)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = {"uint8": tf.uint8, "int8": tf.int8}[io]
+    return conv.convert()
+
+
+@pytest.fixture(scope="session")
+def keras_model():
+    return _keras_model()
+
+
+@pytest.fixture(scope="session")
+def foreign_models(tmp_path_factory, keras_model) -> dict[str, Path]:
+    """float / uint8-io int8 / int8-io int8 .tflite and an .onnx, none carrying edgeclf metadata."""
+    d = tmp_path_factory.mktemp("foreign")
+    out = {}
+    for name, quant, io in [("float", "fp32", "float32"), ("uint8", "int8", "uint8"), ("int8", "int8", "int8")]:
+        p = d / f"tiny_{name}.tflite"
+        p.write_bytes(_to_tflite(keras_model, quant, io))
+        out[name] = p
+    import tensorflow as tf
+    import tf2onnx
+    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="input"),)
+    out["onnx"] = d / "tiny.onnx"
+    tf2onnx.convert.from_keras(keras_model, input_signature=spec, opset=17, output_path=str(out["onnx"]))
+    (d / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    out["labels"] = d / "labels.txt"
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory, foreign_models) -> Path:
+    """A float .tflite with edgeclf metadata (labels, mean/std 127.5, RGB, stretch) embedded."""
+    from edgeclf.artifact import Metadata, Preprocess, write_metadata
+    meta = Metadata(labels=CLASSES, preprocess=Preprocess(input_size=(SIZE, SIZE), mean=127.5, std=127.5,
+                                                          resize="stretch"), output="probabilities", source="tests")
+    return write_metadata(foreign_models["float"], meta, tmp_path_factory.mktemp("meta") / "tiny.tflite")
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> list[np.ndarray]:
+    """A few BGR uint8 frames of different sizes and content."""
+    rng = np.random.default_rng(7)
+    imgs = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), rng.integers(0, 256, (50, 80, 3), dtype=np.uint8)]
+    grad = np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))
+    imgs.append(np.dstack([grad, grad[::-1], np.full_like(grad, 60)]))
+    return imgs

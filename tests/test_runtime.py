@@ -1,0 +1,229 @@
+"""edgeclf.Runtime against the bare interpreters, on models made without edgeclf."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeclf import DeviceUnavailableError, ImageError, InvalidModelError, ModelNotFoundError, Runtime
+from edgeclf.artifact import Preprocess
+from edgeclf.backends import onnx_providers
+from edgeclf.preprocess import prepare
+
+from conftest import CLASSES, SIZE
+
+
+def _reference_input(img_bgr, dtype, scale, zp):
+    """What the model should be fed, written out longhand from the resized RGB pixels: (x-127.5)/127.5, quantise."""
+    rgb = prepare(img_bgr, Preprocess(input_size=(SIZE, SIZE), resize="stretch")).astype(np.float64)
+    x = (rgb - 127.5) / 127.5
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        x = np.clip(np.round(x / scale) + zp, info.min, info.max)
+    return x.astype(dtype)[None]
+
+
+def _raw_tflite(path, x):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    out = it.get_output_details()[0]
+    return it.get_tensor(out["index"]), out["quantization"]
+
+
+def _raw_onnx(path, x):
+    import onnxruntime as ort
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("kind", ["float", "uint8", "int8", "onnx"])
+def test_runtime_equals_raw_interpreter(foreign_models, sample_images, kind):
+    path = foreign_models[kind]
+    rt = Runtime(path, labels=foreign_models["labels"], mean=127.5, std=127.5, resize="stretch")
+    assert rt.labels == CLASSES and rt.input_size == (SIZE, SIZE) and rt.format == path.suffix[1:]
+    for img in sample_images:
+        ref = _reference_input(img, rt.input_dtype, rt.input_spec.scale, rt.input_spec.zero_point)
+        assert np.array_equal(rt.preprocess(img), ref)
+        if kind == "onnx":
+            raw, probs = _raw_onnx(path, ref), None
+            probs = raw[0]
+        else:
+            raw, (scale, zp) = _raw_tflite(path, ref)
+            probs = (raw[0].astype(np.float32) - zp) * scale if scale else raw[0]
+        assert np.array_equal(rt.infer(ref)[0], raw)
+        np.testing.assert_allclose(rt.probabilities(img), probs, rtol=0, atol=1e-6)
+        preds = rt.predict(img, top_k=3)
+        assert [p.index for p in preds] == list(np.argsort(-probs, kind="stable")[:3])
+        assert preds[0].label == CLASSES[preds[0].index] and preds[0].score >= preds[1].score
+
+
+def test_embedded_metadata_is_used_and_arguments_override(tiny_tflite, sample_images):
+    rt = Runtime(tiny_tflite)
+    assert rt.labels == CLASSES and rt.metadata.preprocess.mean == (127.5,)
+    assert rt.metadata.preprocess.resize == "stretch"
+    over = Runtime(tiny_tflite, labels=["w", "x", "y", "z"], mean=0, std=255, color="BGR")
+    assert over.labels == ["w", "x", "y", "z"]
+    assert not np.array_equal(over.preprocess(sample_images[0]), rt.preprocess(sample_images[0]))
+    assert over.metadata.preprocess.color == "BGR"
+
+
+def test_defaults_for_a_model_without_metadata(foreign_models):
+    rt = Runtime(foreign_models["float"])
+    pre = rt.metadata.preprocess
+    assert (pre.color, pre.resize, pre.crop_ratio, pre.mean, pre.std) == ("RGB", "crop", 0.875, (0.0,), (1.0,))
+    assert rt.labels == ["0", "1", "2", "3"]
+
+
+def test_image_inputs(tiny_tflite, tmp_path, sample_images):
+    rt = Runtime(tiny_tflite)
+    img = sample_images[2]
+    path = tmp_path / "img.png"
+    cv2.imwrite(str(path), img)
+    want = rt.probabilities(img)
+    np.testing.assert_allclose(rt.probabilities(path), want)
+    np.testing.assert_allclose(rt.probabilities(str(path)), want)
+    bgra = cv2.cvtColor(img, cv2.COLOR_BGR2BGRA)
+    np.testing.assert_allclose(rt.probabilities(bgra), want)
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    assert rt.probabilities(gray).shape == (len(CLASSES),)
+    assert rt.probabilities(gray[:, :, None]).shape == (len(CLASSES),)
+    batch = rt.predict_batch([img, path, sample_images[0]], top_k=2)
+    assert len(batch) == 3 and batch[0] == rt.predict(img, top_k=2)
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    for bad, msg in [(tmp_path / "bad.jpg", "not a decodable image"), (tmp_path / "none.png", "not found"),
+                     (img.astype(np.float32), "uint8"), (np.zeros((4, 4, 5), np.uint8), "shape"),
+                     ([1, 2, 3], "numpy array")]:
+        with pytest.raises(ImageError, match=msg):
+            rt.predict(bad)
+    with pytest.raises(ImageError, match="float32 tensor"):
+        rt.infer(np.zeros((1, SIZE, SIZE, 3), np.uint8))
+    with pytest.raises(ImageError, match="shape"):
+        rt.infer(np.zeros((1, SIZE + 1, SIZE, 3), np.float32))
+
+
+def test_resize_policies_match_their_longhand_definitions():
+    yy, xx = np.mgrid[0:480, 0:640]
+    img = np.dstack([(xx * 255 // 639), (yy * 255 // 479), ((xx + yy) * 255 // 1118)]).astype(np.uint8)
+    # crop: short side to 224/0.875 = 256, then the centre 224x224
+    got = prepare(img, Preprocess(input_size=(224, 224), resize="crop", crop_ratio=224 / 256, color="BGR"))
+    ref = cv2.resize(img, (341, 256), interpolation=cv2.INTER_AREA)[16:240, 58:282]
+    assert got.shape == (224, 224, 3) and np.abs(got.astype(int) - ref).mean() < 1.5
+    # stretch, shrinking more than 2x (the two-step path)
+    got = prepare(img, Preprocess(input_size=(60, 100), resize="stretch", color="BGR"))
+    ref = cv2.resize(img, (100, 60), interpolation=cv2.INTER_AREA)
+    assert got.shape == (60, 100, 3) and np.abs(got.astype(int) - ref).mean() < 1.5
+    # letterbox: fit inside, pad top and bottom
+    box = prepare(img, Preprocess(input_size=(100, 100), resize="letterbox", pad_value=0, color="BGR"))
+    assert box.shape == (100, 100, 3) and box[:12].max() == 0 and box[88:].max() == 0 and box[50].max() > 0
+    # colour orders
+    rgb = prepare(img, Preprocess(input_size=(60, 100), resize="stretch", color="RGB"))
+    gray = prepare(img, Preprocess(input_size=(60, 100), resize="stretch", color="GRAY"))
+    bgr = prepare(img, Preprocess(input_size=(60, 100), resize="stretch", color="BGR"))
+    assert np.array_equal(rgb, bgr[:, :, ::-1]) and gray.shape == (60, 100, 1)
+
+
+def test_label_count_mismatch_is_an_error(foreign_models, tmp_path):
+    f = tmp_path / "three.txt"
+    f.write_text("a\nb\nc\n")
+    with pytest.raises(InvalidModelError, match="3 labels given but the model outputs 4"):
+        Runtime(foreign_models["float"], labels=f)
+
+
+@pytest.mark.parametrize("content,msg", [
+    (None, "no such file"), (b"", "empty"), (b"\x00" * 3, "only 3 bytes"),
+    (bytes(range(256)) * 8, "not a TFLite model"),
+])
+def test_bad_tflite_files(tmp_path, content, msg):
+    p = tmp_path / "m.tflite"
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises((InvalidModelError, ModelNotFoundError), match=msg):
+        Runtime(p)
+
+
+def test_wrong_format_files(tmp_path, foreign_models):
+    onnx_as_tflite = tmp_path / "m.tflite"
+    onnx_as_tflite.write_bytes(foreign_models["onnx"].read_bytes())
+    with pytest.raises(InvalidModelError, match=r"m.tflite: not a TFLite model.*ONNX"):
+        Runtime(onnx_as_tflite)
+    tflite_as_onnx = tmp_path / "m.onnx"
+    tflite_as_onnx.write_bytes(foreign_models["float"].read_bytes())
+    with pytest.raises(InvalidModelError, match="TFLite model, not ONNX"):
+        Runtime(tflite_as_onnx)
+    truncated = tmp_path / "t.onnx"
+    truncated.write_bytes(foreign_models["onnx"].read_bytes()[:500])
+    with pytest.raises(InvalidModelError, match="t.onnx"):
+        Runtime(truncated)
+    other = tmp_path / "m.pt"
+    other.write_bytes(b"PK")
+    with pytest.raises(InvalidModelError, match="unsupported model format .pt"):
+        Runtime(other)
+
+
+def test_mutated_models_never_crash_the_interpreter(tmp_path, foreign_models, tiny_tflite):
+    """Hundreds of truncated and byte-flipped copies, loaded in a subprocess so a crash fails the test."""
+    from pathlib import Path
+    script = Path(__file__).with_name("fuzz_load.py")
+    for model, count in [(foreign_models["uint8"], 240), (foreign_models["float"], 120), (tiny_tflite, 80),
+                         (foreign_models["onnx"], 80)]:
+        work = tmp_path / f"{model.parent.name}-{model.name}"
+        work.mkdir()
+        proc = subprocess.run([sys.executable, str(script), str(model), str(work), str(count), "5"],
+                              capture_output=True, text=True, timeout=600)
+        lines = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("FUZZ ")]
+        assert proc.returncode == 0, f"{model.name}: crashed after {lines[-3:]} rc={proc.returncode}: {proc.stderr[-800:]}"
+        outcomes = [what for _, what in lines if what != "start"]
+        assert len(outcomes) == count
+        assert set(outcomes) <= {"ok", "InvalidModelError"}
+        if model == tiny_tflite:  # sealed by edgeclf: every changed byte is caught
+            assert set(outcomes) == {"InvalidModelError"}
+
+
+def test_devices_without_hardware_say_what_to_install(foreign_models):
+    with pytest.raises(InvalidModelError, match="not compiled for the Edge TPU"):
+        Runtime(foreign_models["uint8"], device="coral")
+    with pytest.raises(DeviceUnavailableError, match="GPU delegate"):
+        Runtime(foreign_models["float"], device="gpu")
+    with pytest.raises(DeviceUnavailableError, match="onnxruntime-gpu"):
+        Runtime(foreign_models["onnx"], device="gpu")
+    with pytest.raises(DeviceUnavailableError, match="jetson"):
+        Runtime(foreign_models["onnx"], device="jetson")
+    with pytest.raises(DeviceUnavailableError, match="unknown device"):
+        Runtime(foreign_models["onnx"], device="tpu")
+
+
+def test_onnx_provider_selection():
+    cpu = ["CPUExecutionProvider"]
+    assert onnx_providers("cpu", cpu) == cpu
+    assert onnx_providers("gpu", ["CUDAExecutionProvider", *cpu]) == ["CUDAExecutionProvider", *cpu]
+    trt = onnx_providers("jetson", ["TensorrtExecutionProvider", "CUDAExecutionProvider", *cpu], cache_dir="/c")
+    assert trt[0][0] == "TensorrtExecutionProvider" and trt[0][1]["trt_engine_cache_path"] == "/c"
+    assert trt[0][1]["trt_engine_cache_enable"] and trt[1:] == ["CUDAExecutionProvider", *cpu]
+    assert onnx_providers("jetson", ["CUDAExecutionProvider", *cpu]) == ["CUDAExecutionProvider", *cpu]
+    for dev in ("gpu", "jetson", "coral"):
+        with pytest.raises(DeviceUnavailableError):
+            onnx_providers(dev, cpu)
+
+
+def test_runtime_import_never_loads_tensorflow(tiny_tflite, foreign_models):
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        import edgeclf
+        from edgeclf import Runtime
+        Runtime({str(tiny_tflite)!r}).predict(np.zeros((20, 30, 3), np.uint8))
+        Runtime({str(foreign_models['onnx'])!r}).predict(np.zeros((20, 30, 3), np.uint8))
+        from edgeclf.cli import main
+        heavy = [m for m in ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx")
+                 if m in sys.modules]
+        print("heavy:" + ",".join(heavy))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "heavy:"
