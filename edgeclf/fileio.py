@@ -21,7 +21,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=(target.suffix if suffix is None else suffix) + ".part",
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + (target.suffix if suffix is None else suffix),
                                dir=target.parent)
     os.close(fd)
     os.unlink(tmp)  # writers create it themselves; some refuse an existing file or need a directory

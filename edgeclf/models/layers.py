@@ -1,0 +1,40 @@
+"""What every architecture shares: the tf-keras import, the classifier head and loading a Keras weights file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelNotFoundError
+from .errors import WeightsError
+
+
+def keras() -> Any:
+    """Import tf-keras (Keras 2) with ``TF_USE_LEGACY_KERAS=1`` set first, so tfmot and tf2onnx agree with it."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tf_keras
+    return tf_keras
+
+
+def classifier(inputs: Any, features: Any, num_classes: int, dropout: float, name: str) -> Any:
+    """Global average pooling, dropout and a softmax ``Dense`` on ``features``, as one flat ``Model``."""
+    k = keras()
+    x = k.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    if dropout:
+        x = k.layers.Dropout(dropout, name="dropout")(x)
+    # the reference EfficientNet dense initialiser: uniform, variance 1/3 scaled by fan-out
+    init = k.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+    out = k.layers.Dense(num_classes, activation="softmax", kernel_initializer=init, name="predictions")(x)
+    return k.Model(inputs, out, name=name)
+
+
+def load_keras_weights(model: Any, path: str | os.PathLike) -> None:
+    """Load a Keras weights file (``.weights.h5``, ``.h5`` or a TF checkpoint) into ``model``, or say why not."""
+    p = Path(path)
+    if not (p.is_file() or Path(f"{p}.index").is_file()):
+        raise ModelNotFoundError(f"{p}: weights file not found")
+    try:
+        model.load_weights(str(p))
+    except Exception as exc:  # h5py / TF raise many types for a corrupt or mismatched file
+        raise WeightsError(f"{p}: cannot load these weights into {model.name} "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
