@@ -6,10 +6,14 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[train,onnx,dev]"
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
+.venv/bin/python -m pip install --quiet -e ".[train,onnx,serve,dev]"
+# Debian packages: the demo data set, and Chromium for the web page's browser test (no browser download).
+want=""
+[ -d /usr/share/datasets/fashion-mnist ] || want="$want dataset-fashion-mnist"
+command -v chromium >/dev/null 2>&1 || want="$want chromium"
+if [ -n "$want" ] && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist; } >/dev/null \
-    || echo "setup.sh: could not install dataset-fashion-mnist; the demo will say how to get the data" >&2
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $want; } >/dev/null \
+    || echo "setup.sh: could not install$want; the demo says how to get the data, the browser test skips" >&2
 fi
 echo "setup.sh: ready (.venv)"

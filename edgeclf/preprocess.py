@@ -17,19 +17,20 @@ from .errors import ImageError
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as BGR uint8 (OpenCV's convention); ``ImageError`` names the file when it can't."""
+    """Read an image file as BGR uint8 (OpenCV's convention); ``ImageError`` names the file when it can't.
+
+    Grey, 16-bit and alpha images come back as 8-bit BGR; the EXIF orientation is applied.
+    """
     p = Path(path)
     if not p.is_file():
         raise ImageError(f"{p}: image not found")
     raw = np.fromfile(str(p), dtype=np.uint8)
     if raw.size == 0:
         raise ImageError(f"{p}: image file is empty")
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(raw, cv2.IMREAD_COLOR)  # 8-bit BGR, EXIF orientation applied (as a phone shows it)
     if img is None:
         raise ImageError(f"{p}: not a decodable image (corrupt, truncated or unsupported format)")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    return to_bgr(img, source=str(p))
+    return img
 
 
 def to_bgr(image: np.ndarray, source: str = "image") -> np.ndarray:

@@ -111,7 +111,7 @@ def annotate(image: np.ndarray, result: Result) -> np.ndarray:
     """Draw the label, score, FPS and latency on the frame (in place) and return it."""
     h = image.shape[0]
     scale = max(0.4, h / 720)
-    thick = max(1, round(scale * 2))
+    thick = max(2, round(scale * 2))  # OpenCV 5 draws 1-px text narrower than its outline
     lines = [f"{result.label} {result.score:.0%}",
              f"{result.fps:.1f} fps  {result.infer_ms:.1f} ms infer  {result.latency_ms:.0f} ms latency"]
     y = int(30 * scale) + 4

@@ -1,0 +1,69 @@
+"""``edgeclf serve MODEL [--source S]``: a web page and JSON API for MODEL on this device."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import device_options, model_options, runtime_kwargs
+
+
+@click.command("serve")
+@click.argument("model", type=click.Path())
+@click.option("--source", "-s", default=None,
+              help="Camera index, /dev/videoN, video file, stream URL, image folder or 'picamera2' to show live "
+                   "(files and folders loop). Without it: uploads only.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 for the whole network (then use --token).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 = any free port.")
+@click.option("--token", envvar="EDGECLF_TOKEN", default=None,
+              help="Require this token on every endpoint but /healthz (header 'Authorization: Bearer T' or "
+                   "?token=T). Also read from $EDGECLF_TOKEN.")
+@click.option("--samples", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Save images given thumbs-up/down here, one folder per label (off without it).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+@click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=40.0, show_default=True,
+              help="Reject uploads that declare more pixels than this (decompression bombs).")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
+              help="Frame rate to request from a camera; the pace of an image folder (default 5).")
+@click.option("--width", type=click.IntRange(min=1), help="Frame width to request from a camera.")
+@click.option("--height", type=click.IntRange(min=1), help="Frame height to request from a camera.")
+@model_options
+@device_options
+def cmd(model: str, source: str | None, host: str, port: int, token: str | None, samples: Path | None,
+        max_upload_mb: float, max_megapixels: float, top_k: int, fps: float | None, width: int | None,
+        height: int | None, **kwargs: Any) -> None:
+    """Serve a live page (camera stream, top-k, FPS, uploads, feedback) and a JSON API for MODEL."""
+    try:
+        from .. import serve
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"'edgeclf serve' needs {(exc.name or '?').split('.')[0]}, which is not installed "
+                                   "(pip install 'edgeclf[serve]')") from None
+    from ..runtime import Runtime
+    from ..serve_live import LiveFeed
+    from ..serve_metrics import serve_metrics
+
+    warning = serve.exposure_warning(host, token)
+    if warning:
+        click.echo(warning, err=True)
+    try:
+        sock = serve.bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    rt_kwargs = runtime_kwargs(kwargs)
+    runtime = Runtime(model, **rt_kwargs)
+    metrics = serve_metrics()
+    feed = None
+    if source is not None:  # the camera loop gets its own interpreter: uploads never wait for it
+        feed = LiveFeed(Runtime(model, **rt_kwargs), source, metrics, top_k=top_k, fps=fps, width=width, height=height)
+    options = serve.ServeOptions(host=host, token=token, samples=samples,
+                                 max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1e6),
+                                 top_k=top_k)
+    name, bound_port = sock.getsockname()[:2]
+    shown = f"[{name}]" if ":" in name else name
+    click.echo(f"edgeclf serve: http://{shown}:{bound_port}/  model {model}, "
+               f"{'source ' + feed.source.name if feed else 'uploads only'}"
+               f"{', token required' if token else ''}{f', samples -> {samples}' if samples else ''}")
+    serve.run(serve.create_app(runtime, feed, options, metrics), sock)
