@@ -1,0 +1,116 @@
+"""Float vs post-training int8 vs QAT int8 vs 50 %-pruned + sparsity-preserving-QAT int8 on Fashion-MNIST:
+top-1 (through edgeclf.Runtime on the run's test split), file size, gzip size, latency.
+
+One float model is trained from scratch (MobileNetV2 alpha 0.35); QAT and prune+PQAT continue from its
+weights (``epochs=0``: optimisation phases only) on the same seeded splits; ``edgeclf.convert`` writes
+the .tflite files (parity gate off: this table measures the accuracy each file loses). Writes benchmarks/results/optimization_table[_quick].{json,md}.
+
+    python benchmarks/optimization_table.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgeclf.convert import convert  # noqa: E402
+from edgeclf.data import load_dataset  # noqa: E402
+from edgeclf.evaluate import evaluate  # noqa: E402
+from edgeclf.fileio import atomic_write_text  # noqa: E402
+from edgeclf.keras_io import load_model  # noqa: E402
+from edgeclf.runtime import Runtime  # noqa: E402
+from edgeclf.training import train  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def latency_ms(path: Path, image: np.ndarray, runs: int) -> float:
+    """Median single-image inference time (preprocessed tensor -> outputs) through Runtime, 1 thread."""
+    rt = Runtime(path, num_threads=1)
+    tensor = rt.preprocess(image)
+    for _ in range(10):
+        rt.infer(tensor)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        rt.infer(tensor)
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.median(times))
+
+
+def row(name: str, path: Path, run: Path, image: np.ndarray, runs: int) -> dict:
+    data = path.read_bytes()
+    report = evaluate(path, run / "test.npz")
+    return {"model": name, "file": path.name, "top1": round(report["accuracy"], 4), "size_bytes": len(data),
+            "gzip_bytes": len(gzip.compress(data, 9)), "latency_ms": round(latency_ms(path, image, runs), 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a stratified 4000-image subset and fewer epochs")
+    ap.add_argument("--work", type=Path, help="keep runs and .tflite files here (default: a temporary folder)")
+    args = ap.parse_args()
+    limit, epochs, opt_epochs, size = (4000, 6, 2, 32) if args.quick else (None, 15, 3, 32)
+    common = dict(arch="mobilenet_v2", alpha=0.35, img_size=size, batch_size=64, seed=0, verbose=2,
+                  test_split=0.15, calib_max=300)
+    ds = load_dataset("fashion_mnist", limit=limit, seed=0)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        float_run = train(ds, out=work / "float", epochs=epochs, freeze_epochs=0, weights=None, lr=2e-3, **common)
+        weights = work / "float.weights.h5"
+        load_model(float_run).save_weights(str(weights))
+        qat_run = train(ds, out=work / "qat", epochs=0, freeze_epochs=0, weights=str(weights), qat=True,
+                        qat_epochs=opt_epochs, lr=1e-3, fine_tune_lr=1e-4, **common)
+        pq_run = train(ds, out=work / "prune_pqat", epochs=0, freeze_epochs=0, weights=str(weights), prune=0.5,
+                       prune_epochs=opt_epochs, qat=True, qat_epochs=opt_epochs, lr=1e-3, fine_tune_lr=1e-4, **common)
+        conv = work / "tflite"
+        (fp32,) = convert(float_run, to="tflite", quant="fp32", out=conv / "float", verbose=False, thresholds=0.0)
+        (ptq,) = convert(float_run, to="tflite", quant="int8", out=conv / "ptq", verbose=False, thresholds=0.0)
+        (qat,) = convert(qat_run, to="tflite", quant="int8", out=conv / "qat", verbose=False, thresholds=0.0)
+        (pq,) = convert(pq_run, to="tflite", quant="int8", out=conv / "pqat", verbose=False, thresholds=0.0)
+        with np.load(float_run / "test.npz") as z:
+            image = z["images"][0][..., ::-1].copy()
+            test_images = len(z["labels"])
+        runs = 200 if args.quick else 1000
+        rows = [row("float32", fp32.path, float_run, image, runs), row("PTQ int8", ptq.path, float_run, image, runs),
+                row("QAT int8", qat.path, qat_run, image, runs), row("pruned 50% + PQAT int8", pq.path, pq_run, image, runs)]
+        sparsity = json.loads((pq_run / "metrics.json").read_text())["sparsity"]
+        keras_float_top1 = json.loads((float_run / "metrics.json").read_text())["test"]["accuracy"]
+    f, p, q, pq_row = rows
+    targets = {
+        "qat_within_0.5pp_of_float": {"gap_pp": round((f["top1"] - q["top1"]) * 100, 2),
+                                      "met": f["top1"] - q["top1"] <= 0.005},
+        "pruned_pqat_gzip_le_0.60x_ptq_int8": {"ratio": round(pq_row["gzip_bytes"] / p["gzip_bytes"], 3),
+                                               "met": pq_row["gzip_bytes"] <= 0.60 * p["gzip_bytes"]},
+        "pruned_pqat_within_1pp_of_float": {"gap_pp": round((f["top1"] - pq_row["top1"]) * 100, 2),
+                                            "met": f["top1"] - pq_row["top1"] <= 0.01},
+    }
+    out = {"quick": args.quick, "images": len(ds), "input_size": size, "float_epochs": epochs,
+           "optimisation_epochs_per_phase": opt_epochs, "test_images": test_images,
+           "rows": rows, "pruned_kernel_sparsity": sparsity, "keras_float_test_top1": keras_float_top1,
+           "targets": targets, "seconds": round(time.time() - started), "cpu_count": os.cpu_count(),
+           "machine": platform.machine()}
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"optimization_table{'_quick' if args.quick else ''}"
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(out, indent=2))
+    lines = ["| model | top-1 | size (KB) | gzip (KB) | latency (ms, 1 thread) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['top1']:.4f} | {r['size_bytes'] / 1024:.1f} | {r['gzip_bytes'] / 1024:.1f} | "
+              f"{r['latency_ms']:.3f} |" for r in rows]
+    lines += ["", f"pruned kernel sparsity: {sparsity:.3f}", *(f"- {k}: {v}" for k, v in targets.items())]
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

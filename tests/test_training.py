@@ -1,0 +1,123 @@
+"""Training end to end on tiny configurations: resume after an interruption, pruning + QAT into a run folder
+that converts and runs, and the eval report."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeclf.data import load_digits
+from edgeclf.errors import EdgeclfError
+
+TINY = dict(arch="mobilenet_v2", alpha=0.35, img_size=32, weights=None, batch_size=32, verbose=0)
+
+
+def digits(n_per_class: int = 16):
+    ds = load_digits()
+    idx = np.concatenate([np.flatnonzero(ds.labels == c)[:n_per_class] for c in range(10)])
+    return ds.subset(np.sort(idx))
+
+
+class Interrupt:
+    """A Keras callback that stops training like Ctrl-C after ``after`` epochs."""
+
+    def __new__(cls, after: int):
+        import tf_keras as keras
+
+        class _Interrupt(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch + 1 == after:
+                    raise KeyboardInterrupt
+
+        return _Interrupt()
+
+
+def test_resume_continues_after_interruption(tmp_path):
+    from edgeclf.training import train
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(digits(), out=run, epochs=3, freeze_epochs=1, callbacks=[Interrupt(after=1)], **TINY)
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 1 and [r["epoch"] for r in state["history"]] == [0]
+    assert not (run / "model.keras").exists()
+    with pytest.raises(EdgeclfError, match="already holds a run"):
+        train(digits(), out=run, epochs=3, **TINY)
+    train(digits(), out=run, resume=True, verbose=0)
+    history = (run / "history.csv").read_text().splitlines()
+    assert [line.split(",")[:2] for line in history[1:]] == [["1", "head"], ["2", "finetune"], ["3", "finetune"]]
+    assert (run / "model.keras").is_file() and not (run / "checkpoints").exists() and not (run / "state.json").exists()
+
+
+@pytest.fixture(scope="module")
+def pruned_qat_run(tmp_path_factory):
+    from edgeclf.training import train
+
+    return train(digits(), out=tmp_path_factory.mktemp("runs") / "pq", epochs=1, freeze_epochs=0, prune=0.5,
+                 prune_epochs=1, qat=True, qat_epochs=1, **TINY)
+
+
+def test_prune_and_qat_write_a_complete_run_folder(pruned_qat_run):
+    from edgeclf.artifact import read_metadata
+    from edgeclf.keras_io import load_model
+    from edgeclf.optimize import sparsity
+
+    run = pruned_qat_run
+    for name in ("model.keras", "metadata.json", "hparams.json", "metrics.json", "history.csv", "calib.npz",
+                 "test.npz", "plots/training_curves.png", "plots/confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    meta = read_metadata(run)
+    assert meta.labels == [str(i) for i in range(10)] and meta.output == "probabilities"
+    assert meta.preprocess.input_size == (32, 32) and meta.preprocess.mean == (127.5,) and meta.quantization == "qat"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert abs(metrics["sparsity"] - 0.5) < 0.02 and metrics["epochs_run"] == 3
+    model = load_model(run)
+    assert any("quant" in layer.name for layer in model.layers)
+    assert abs(sparsity(model) - metrics["sparsity"]) < 1e-6
+    with np.load(run / "test.npz") as z:
+        assert z["images"].shape[1:] == (32, 32, 3) and z["images"].dtype == np.uint8
+        assert len(z["images"]) == len(z["labels"]) == metrics["split_sizes"]["test"]
+    with np.load(run / "calib.npz") as z:
+        assert len(z["labels"]) == metrics["split_sizes"]["calib"] > 0
+
+
+def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeclf.cli import main
+    from edgeclf.convert import convert
+
+    run = pruned_qat_run
+    result = CliRunner().invoke(main, ["eval", str(run), str(run / "test.npz"), "--json", "-o", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    keras_acc = json.loads((run / "metrics.json").read_text())["test"]["accuracy"]
+    assert report["accuracy"] == pytest.approx(keras_acc)
+    assert set(report) >= {"accuracy", "top5_accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"}
+    assert set(report["f1"]) == {"macro", "weighted"} and len(report["per_class"]) == 10
+    assert np.asarray(report["confusion_matrix"]).sum() == report["samples"]
+    assert (tmp_path / "e" / "confusion_matrix.png").is_file() and (tmp_path / "e" / "confusion_matrix.json").is_file()
+
+    (converted,) = convert(run, to="tflite", quant="int8", out=tmp_path / "conv", verbose=False)
+    tfl = converted.path
+    result = CliRunner().invoke(main, ["eval", str(tfl), str(run / "test.npz"), "--json", "-o", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    tfl_report = json.loads(result.output)
+    assert tfl_report["samples"] == report["samples"]
+    assert abs(tfl_report["accuracy"] - report["accuracy"]) <= 0.1
+
+
+def test_explain_writes_a_heat_map(pruned_qat_run, tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from edgeclf.cli import main
+
+    img = tmp_path / "x.png"
+    with np.load(pruned_qat_run / "test.npz") as z:
+        cv2.imwrite(str(img), z["images"][0][..., ::-1])
+    result = CliRunner().invoke(main, ["explain", str(pruned_qat_run), str(img), "-o", str(tmp_path / "cam.png")])
+    assert result.exit_code == 0, result.output
+    cam = cv2.imread(str(tmp_path / "cam.png"))
+    assert cam.shape == (224, 224, 3)
