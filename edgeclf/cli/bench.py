@@ -1,0 +1,91 @@
+"""``edgeclf bench MODEL...``: latency, throughput, memory, size and accuracy per file and device."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..backends import DEVICES
+from ..formats import QUANT_MODES
+from .options import model_options, runtime_kwargs
+
+
+def _devices(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    for name in names:
+        if name not in DEVICES:
+            raise click.BadParameter(f"{name!r} is not one of {', '.join(DEVICES)}")
+    if not names:
+        raise click.BadParameter("give at least one device")
+    return list(dict.fromkeys(names))
+
+
+def _ints(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated whole numbers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"batch sizes must be at least 1, got {value!r}")
+    return out
+
+
+def _quants(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    for name in value.replace(" ", "").lower().split(","):
+        if name not in QUANT_MODES:
+            raise click.BadParameter(f"{name!r} is not one of {', '.join(QUANT_MODES)}")
+    return value
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@click.option("--device", default="cpu", show_default=True, callback=_devices,
+              help=f"Device(s), comma-separated: {', '.join(DEVICES)}.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtime's).")
+@click.option("--runs", type=click.IntRange(min=1), default=200, show_default=True, help="Timed runs (at batch 1).")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed runs first.")
+@click.option("--max-secs", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Stop the timed runs (and each batch size) after this long.")
+@click.option("--batch", default="1", show_default=True, callback=_ints,
+              help="Batch sizes for throughput, comma-separated (above 1 only for dynamic-batch models).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
+              help="Class-per-folder images: adds top-1/top-5 accuracy and agreement with the first float model.")
+@click.option("--quant", default="fp32,int8", show_default=True, callback=_quants,
+              help="For a run folder: the quantisation modes to convert to (where each format has them).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the records as JSON.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="Write the records as CSV.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Latency vs accuracy (or size) PNG.")
+@click.option("--compare", "reference", type=click.Path(exists=True, dir_okay=False),
+              help="Reference JSON from an earlier --json: print p50 ratios, fail when slower than --tolerance.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.10, show_default=True,
+              help="Allowed slow-down for --compare (0.10 = 10 %).")
+@model_options
+def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: int, warmup: int, max_secs: float,
+        batch: list[int], data: str | None, quant: str, json_out: str | None, csv_out: str | None,
+        plot_out: str | None, reference: str | None, tolerance: float, **kwargs: Any) -> None:
+    """Benchmark MODELS (.tflite / .onnx files, or a training run folder converted to every format)."""
+    from .. import bench_report
+    from ..bench import bench, compare, load_reference, problems
+
+    if plot_out:
+        bench_report.require_matplotlib()
+    ref = load_reference(reference) if reference else None
+    records = bench(models, device=device, threads=threads, runs=runs, warmup=warmup, max_secs=max_secs, batch=batch,
+                    data=data, quant=quant, **runtime_kwargs(kwargs))
+    comparisons = compare(records, ref, tolerance) if ref is not None else None
+    bench_report.print_table(records, comparisons)
+    for path, write in ((json_out, bench_report.write_json), (csv_out, bench_report.write_csv),
+                        (plot_out, bench_report.write_plot)):
+        if path:
+            write(records, path)
+            click.echo(f"wrote {path}", err=True)
+    failed = problems(records, device)
+    if comparisons:
+        failed += [f"{c['model']} ({c['format']}, {c['device']}): p50 {c['p50_ms']} ms is {c['ratio']:.2f}x the "
+                   f"reference {c['ref_p50_ms']} ms (tolerance {tolerance:.0%})"
+                   for c in comparisons if c["verdict"] == "slower"]
+    for line in failed:
+        click.echo(f"edgeclf: {line}", err=True)
+    if failed:
+        sys.exit(1)
