@@ -5,9 +5,15 @@ ONNX runtime; ``train`` and ``convert`` import TensorFlow only when called (the 
 """
 from __future__ import annotations
 
+import os as _os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# For the [train] half, set before any TensorFlow import through edgeclf: Keras 2 (tfmot and tf2onnx need
+# it; users are never asked to set it) and TensorFlow's C++ start-up chatter off (errors still raise).
+_os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from .errors import (DeviceUnavailableError, EdgeclfError, ImageError, InvalidModelError,  # noqa: E402
                      ModelNotFoundError)

@@ -22,8 +22,10 @@ def classifier(inputs: Any, features: Any, num_classes: int, dropout: float, nam
     x = k.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     if dropout:
         x = k.layers.Dropout(dropout, name="dropout")(x)
-    # the reference EfficientNet dense initialiser: uniform, variance 1/3 scaled by fan-out
-    init = k.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+    # near-zero start: every class equally likely, so a fresh head on pretrained features starts at loss
+    # ln(K). (The reference fan-out scaling gives variance 1/(3K): fine for 1000 classes, but for 10 it puts
+    # logits in the tens on ReLU6 features and the first epochs are spent undoing it.)
+    init = k.initializers.RandomNormal(stddev=0.01)
     out = k.layers.Dense(num_classes, activation="softmax", kernel_initializer=init, name="predictions")(x)
     return k.Model(inputs, out, name=name)
 
