@@ -75,6 +75,7 @@ class TFLiteBackend:
         info = inspect_tflite(path, data)
         self.sealed = verify_sealed(data, str(path))
         self.metadata_json = info.metadata.get(METADATA_KEY)
+        self.output_kind: str | None = "probabilities" if info.softmax_output else "logits"
         compiled = EDGETPU_OP in info.custom_ops
         if device == "coral" and not compiled:
             raise InvalidModelError(f"{path}: not compiled for the Edge TPU; run 'edgeclf convert --to edgetpu' "
@@ -210,6 +211,7 @@ class OnnxBackend:
             self.outputs = [self._spec(a) for a in self.session.get_outputs()]
         except UnicodeDecodeError:
             raise InvalidModelError(f"{path}: corrupt ONNX model (names or metadata are not UTF-8)") from None
+        self.output_kind: str | None = None  # ORT does not show the graph: decided from the first outputs
         self._in_name = self.inputs[0].name
         self._out_names = [o.name for o in self.outputs]
 

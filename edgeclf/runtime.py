@@ -90,6 +90,8 @@ class Runtime:
                                                    **({"output": output} if output else {}))
         except ValueError as exc:
             raise EdgeclfError(f"{self.path}: {exc}") from None
+        self._output_kind: str | None = (self.metadata.output if self.metadata.output != "auto"
+                                         else self._engine.output_kind)
         self.num_classes = int(np.prod([d for d in self.output_spec.shape[1:] if d > 0] or [0]))
         self.labels = self._labels(labels, base.labels)
         self.metadata.labels = self.labels
@@ -152,11 +154,11 @@ class Runtime:
             out = (out.astype(np.float32) - spec.zero_point) * spec.scale
         else:
             out = out.astype(np.float32, copy=False)
-        kind = self.metadata.output
-        if kind == "auto":
+        if self._output_kind is None:  # decided once, so one model never mixes the two readings
             sums = out.sum(axis=-1)
-            kind = "probabilities" if out.min() >= 0 and np.all(np.abs(sums - 1) < 0.02) else "logits"
-        return _softmax(out) if kind == "logits" else out
+            slack = 0.02 + (spec.scale * out.shape[1] if spec.scale else 0.0)  # rounding of quantised probabilities
+            self._output_kind = "probabilities" if out.min() >= 0 and np.all(np.abs(sums - 1) < slack) else "logits"
+        return _softmax(out) if self._output_kind == "logits" else out
 
     def probabilities(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """The full probability vector for one image."""

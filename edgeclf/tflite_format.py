@@ -169,6 +169,7 @@ class TFLiteModelInfo:
     custom_ops: list[str]
     num_ops: int
     metadata: dict[str, bytes] = field(default_factory=dict)
+    softmax_output: bool = False  # the first output comes from SOFTMAX (through any (de)quantise ops)
 
 
 _ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (0, 0), "int4": (-8, 7)}
@@ -190,6 +191,21 @@ def _quantization(q: _Table, dtype: str, shape: tuple[int, ...]) -> tuple[tuple[
     if len(scale) > 1 and (not 0 <= qdim < len(shape) or shape[qdim] != len(scale)):
         raise _Corrupt("per-channel quantisation does not match the tensor shape")
     return scale, zp
+
+
+_SOFTMAX, _PASS_THROUGH = "builtin:25", ("builtin:6", "builtin:114", "builtin:22")  # (de)quantize, reshape
+
+
+def _produced_by_softmax(producers: dict[tuple[int, ...], tuple[str, list[int]]], tensor: list[int]) -> bool:
+    """Whether ``tensor`` is a SOFTMAX output, looking back through dequantize/quantize/reshape ops."""
+    for _ in range(4):
+        name, inputs = producers.get(tuple(tensor), ("", []))
+        if name == _SOFTMAX:
+            return True
+        if name not in _PASS_THROUGH or not inputs:
+            return False
+        tensor = inputs[:1]
+    return False
 
 
 def _parse(data: bytes, source: str) -> TFLiteModelInfo:
@@ -224,6 +240,7 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
         custom_ops: list[str] = []
         num_ops = 0
         main_io: tuple[list[TensorInfo], list[TensorInfo]] | None = None
+        softmax_output = False
         for sg in subgraphs:
             tensors = sg.tables(0)
             infos = []
@@ -254,6 +271,7 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
             for i in sg_in + sg_out:
                 if not 0 <= i < nt:
                     raise _Corrupt(f"subgraph input/output index {i} out of range")
+            producers: dict[tuple[int, ...], tuple[str, list[int]]] = {}
             for op in sg.tables(3):
                 num_ops += 1
                 oi = op.scalar(0, "I")
@@ -261,15 +279,18 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
                     raise _Corrupt(f"operator code index {oi} out of range")
                 if not opnames[oi].startswith("builtin:"):
                     custom_ops.append(opnames[oi])
-                for i in op.ints(1) + op.ints(2) + op.ints(6):
+                op_in, op_out = op.ints(1), op.ints(2)
+                for i in op_in + op_out + op.ints(6):
                     if not -1 <= i < nt:
                         raise _Corrupt(f"operator tensor index {i} out of range")
+                producers[tuple(op_out)[:1]] = (opnames[oi], op_in)
                 op.bytes_span(5)
                 opt = op.ref(4)
                 if opt:
                     b.table(opt)
             if main_io is None:
                 main_io = ([infos[i] for i in sg_in], [infos[i] for i in sg_out])
+                softmax_output = _produced_by_softmax(producers, sg_out[:1])
         metadata: dict[str, bytes] = {}
         for m in model.tables(6):
             name, bidx = m.string(0), m.scalar(1, "I")
@@ -283,7 +304,7 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
     assert main_io is not None
     if not main_io[0] or not main_io[1]:
         raise InvalidModelError(f"{source}: TFLite model has no inputs or no outputs")
-    return TFLiteModelInfo(version, main_io[0], main_io[1], sorted(set(custom_ops)), num_ops, metadata)
+    return TFLiteModelInfo(version, main_io[0], main_io[1], sorted(set(custom_ops)), num_ops, metadata, softmax_output)
 
 
 def read_model_bytes(path: str | os.PathLike) -> bytes:

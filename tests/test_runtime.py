@@ -227,3 +227,19 @@ def test_runtime_import_never_loads_tensorflow(tiny_tflite, foreign_models):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "heavy:"
+
+
+def test_logits_models_get_softmax_and_softmax_models_do_not(tmp_path, keras_model):
+    """Whether scores need a softmax is read from the graph (TFLite) or decided once (ONNX), never per image."""
+    import tensorflow as tf
+    import tf_keras as keras
+    logits = keras.models.clone_model(keras_model)  # same net and weights, no softmax
+    logits.set_weights(keras_model.get_weights())
+    logits.layers[-1].activation = keras.activations.linear
+    conv = tf.lite.TFLiteConverter.from_keras_model(logits)
+    path = tmp_path / "logits.tflite"
+    path.write_bytes(conv.convert())
+    rt = Runtime(path, mean=127.5, std=127.5)
+    frame = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    raw = rt.infer(rt.preprocess(frame))[0][0]
+    np.testing.assert_allclose(rt.probabilities(frame), np.exp(raw) / np.exp(raw).sum(), rtol=1e-5)
