@@ -2,8 +2,9 @@
 both together (pruning first, then sparsity-preserving QAT so the int8 file keeps the zeros)."""
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -34,11 +35,31 @@ def strip_pruning(model: Any) -> Any:
     return tfmot.sparsity.keras.strip_pruning(model)
 
 
+def _foldable_batch_norms(model: Any) -> set[str]:
+    """Names of the batch norms fed directly by a convolution or dense layer: tfmot's layout transforms fold
+    such pairs. Read from the model's own graph config: a layer reused from an earlier model (as after
+    ``strip_pruning``) has inbound nodes in both."""
+    import tf_keras as keras
+
+    layers = {layer.name: layer for layer in model.layers}
+    folding = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    names = set()
+    for cfg in model.get_config()["layers"]:
+        nodes = cfg["inbound_nodes"]
+        if (isinstance(layers[cfg["name"]], keras.layers.BatchNormalization) and len(nodes) == 1
+                and len(nodes[0]) == 1 and isinstance(layers[nodes[0][0][0]], folding)):
+            names.add(cfg["name"])
+    return names
+
+
 def quantize(model: Any, preserve_sparsity: bool = False) -> Any:
     """Quantisation-aware copy of ``model``; with ``preserve_sparsity`` tfmot's prune-preserving scheme keeps zeros.
 
-    Layers tfmot's default 8-bit registry supports are annotated; any other layer (none in the models
-    edgeclf builds) stays float, and the converter keeps it so.
+    Layers tfmot's default 8-bit registry supports are annotated, and so is every batch norm that follows a
+    convolution: tfmot only folds Conv+BN(+ReLU) when the batch norm is annotated too; left out, the
+    convolution's output is fake-quantised before the batch norm, which the converter then cannot fold and
+    keeps as float MUL/ADD with float kernels and DEQUANTIZE ops (a bigger, slower file). Any other layer
+    (none in the models edgeclf builds) stays float, and the converter keeps it so.
     """
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
@@ -47,12 +68,72 @@ def quantize(model: Any, preserve_sparsity: bool = False) -> Any:
     qk = tfmot.quantization.keras
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
 
+    folded = _foldable_batch_norms(model)
+
     def annotate(layer: Any) -> Any:  # the layer itself, as tfmot's quantize_annotate_model does: weights kept
-        return qk.quantize_annotate_layer(layer) if registry.supports(layer) else layer
+        return qk.quantize_annotate_layer(layer) if registry.supports(layer) or layer.name in folded else layer
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if preserve_sparsity else None
     return qk.quantize_apply(annotated, scheme) if scheme else qk.quantize_apply(annotated)
+
+
+def _activation_ranges(model: Any) -> list[Any]:
+    """The min/max variables of every moving-average (activation) quantizer of a tfmot QAT model."""
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapper
+    from tensorflow_model_optimization.python.core.quantization.keras.quantizers import MovingAverageQuantizer
+
+    pairs: list[tuple[Any, Any]] = []
+    for layer in model.layers:
+        if isinstance(layer, QuantizeLayer):
+            pairs.append((layer.quantizer, getattr(layer, "quantizer_vars", None)))
+        elif isinstance(layer, QuantizeWrapper):
+            pairs += [(q, layer._output_quantizer_vars) for q in layer._output_quantizers[:1]]
+            pairs += [(act.quantizer, getattr(act, name, None)) for act in layer._quantize_activations
+                      for name in ("_pre_activation_vars", "_post_activation_vars")]
+    return [v for q, found in pairs if isinstance(q, MovingAverageQuantizer) and found
+            for v in (found["min_var"], found["max_var"])]
+
+
+@contextlib.contextmanager
+def _ranges_follow_each_batch() -> Iterator[None]:
+    """Within this block a training-mode call sets activation ranges to that batch's min/max (EMA decay 0)."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    original = quant_ops.MovingAvgQuantize
+
+    def follow_batch(*args: Any, **kwargs: Any) -> Any:  # quantizers call it by module name, passing 0.999
+        return original(*args, **{**kwargs, "ema_decay": 0.0})
+
+    quant_ops.MovingAvgQuantize = follow_batch
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+def init_activation_ranges(model: Any, batches: Iterable[Any]) -> int:
+    """Start a fresh QAT model's activation ranges at the mean batch min/max over ``batches``; returns the count.
+
+    tfmot starts every activation range at [-6, 6] and moves it by 0.1 % per training step, so a QAT phase
+    of a few hundred steps (a few epochs of a small data set) trains and ends with ranges still near
+    [-6, 6]: wide activations (EfficientNet-Lite0's linear projections reach +-40) are clipped and narrow
+    ones quantised far too coarsely. The batches run in training mode, as QAT will.
+    """
+    variables = _activation_ranges(model)
+    sums = [np.zeros(v.shape, np.float64) for v in variables]
+    count = 0
+    with _ranges_follow_each_batch():
+        for batch in batches:
+            model(batch[0] if isinstance(batch, tuple) else batch, training=True)
+            for total, v in zip(sums, variables):
+                total += v.numpy()
+            count += 1
+    if count:
+        for total, v in zip(sums, variables):
+            v.assign((total / count).astype(np.float32))
+    return count
 
 
 def sparsity(model: Any, kinds: tuple[str, ...] = ("kernel",)) -> float:

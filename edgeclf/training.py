@@ -28,6 +28,7 @@ STATE_FILE = "state.json"
 CHECKPOINTS = "checkpoints"
 FROM_SCRATCH_BN_MOMENTUM = 0.9
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+RANGE_BATCHES = 8  # batches that set the QAT activation ranges before the first step
 
 
 def train(data: str | os.PathLike | Dataset | Splits, arch: str | None = None, out: str | os.PathLike | None = None,
@@ -162,14 +163,21 @@ class _Trainer:
         elif phase == "prune":
             set_trainable(self.model, top_fraction=1.0, train_bn=not hp.pretrained)
             self.model = optimize.prune(self.model, hp.prune, steps * (end - start))
-        else:  # qat, after pruning (stripped) or after fine-tuning; tfmot's prune-preserving scheme fails on
-            set_trainable(self.model, top_fraction=1.0, train_bn=True)  # frozen batch-norm layers
+        else:  # qat, after pruning (stripped) or after fine-tuning
+            set_trainable(self.model, top_fraction=1.0, train_bn=not hp.pretrained)
             self.model = optimize.quantize(self.model, preserve_sparsity=hp.prune > 0)
+            optimize.init_activation_ranges(self.model, self._range_batches())
         import tf_keras as keras
         lr = hp.lr if phase == "head" else hp.second_lr
         self.model.compile(optimizer=keras.optimizers.Adam(lr),
                            loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
                            metrics=["accuracy"])
+
+    def _range_batches(self) -> Any:
+        """A few un-augmented training batches to start QAT activation ranges from (a resume restores them)."""
+        from .data.pipeline import make_pipeline
+
+        return make_pipeline(self.splits.train, self.pre, self.hp.batch_size, cache=False).take(RANGE_BATCHES)
 
     def _leave(self, phase: str) -> None:
         if phase == "prune":

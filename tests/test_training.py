@@ -106,6 +106,56 @@ def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
     tfl_report = json.loads(result.output)
     assert tfl_report["samples"] == report["samples"]
     assert abs(tfl_report["accuracy"] - report["accuracy"]) <= 0.1
+    ops, float_tensors, conv_zeros = _int8_graph(tfl)
+    # every batch norm folded into its convolution (also after strip_pruning): only the I/O quantise ops,
+    # no float MUL/ADD of unfolded batch norms, no DEQUANTIZE, no float weights left behind
+    assert set(ops) <= {"QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}, ops
+    assert ops["QUANTIZE"] <= 2 and not float_tensors, float_tensors[:5]
+    assert conv_zeros >= 0.45  # the pruned zeros survive sparsity-preserving QAT into the int8 weights
+
+
+def _int8_graph(path):
+    """Op counts, float32 tensor names and the zero share of the int8 1x1/standard conv filters of a .tflite."""
+    from collections import Counter
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(path),  # no XNNPACK: it would replace the ops with one DELEGATE node
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    ops = Counter(op["op_name"] for op in it._get_ops_details())
+    details = it.get_tensor_details()
+    filters = {op["inputs"][1] for op in it._get_ops_details() if op["op_name"] == "CONV_2D"}
+    zeros = total = 0
+    for d in details:
+        if d["index"] in filters and d["dtype"] == np.int8:
+            w = it.get_tensor(d["index"])
+            zeros, total = zeros + int((w == 0).sum()), total + w.size
+    return ops, [d["name"] for d in details if d["dtype"] == np.float32], zeros / total
+
+
+@pytest.mark.parametrize("preserve_sparsity", [False, True])
+def test_qat_activation_ranges_start_from_data_not_tfmot_defaults(preserve_sparsity):
+    """tfmot starts activation ranges at [-6, 6] and moves them 0.1 % a step, so a short QAT phase quantised
+    with ranges unrelated to the data; after init_activation_ranges a fresh QAT model follows the float one."""
+    import tf_keras as keras
+
+    from edgeclf import optimize
+    from edgeclf.models import build, set_trainable
+
+    keras.utils.set_random_seed(0)
+    model = build("mobilenet_v2", 4, 32, None, 0.0, alpha=0.35)
+    set_trainable(model, top_fraction=1.0, train_bn=False)  # as for a pretrained model: BN in inference mode
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 3)).astype(np.float32)
+    name = "block_1_project_BN"  # a linear (un-clipped) activation, small with random weights
+    reference = keras.Model(model.input, model.get_layer(name).output)(x).numpy()
+    qat = optimize.quantize(model, preserve_sparsity=preserve_sparsity)
+    assert optimize.init_activation_ranges(qat, [x[:32], x[32:]]) == 2
+    wrapper = qat.get_layer(f"quant_{name}")
+    hi = float(wrapper._output_quantizer_vars["max_var"].numpy())
+    assert hi == pytest.approx((reference[:32].max() + reference[32:].max()) / 2, rel=0.05)  # not 6.0
+    out = keras.Model(qat.input, wrapper.output)(x, training=False).numpy()
+    assert np.abs(out - reference).max() < 0.1 * np.abs(reference).max()  # with [-6, 6] every value rounds to 0
 
 
 def test_explain_writes_a_heat_map(pruned_qat_run, tmp_path):
