@@ -19,7 +19,7 @@ import numpy as np
 
 from .artifact import write_metadata
 from .calibration import images_from_dir, images_from_npz, random_images
-from .convert_source import Source, load_source
+from .convert_source import Source, has_float_model, load_source
 from .errors import ConversionError, DataError
 from .fileio import atomic_path, atomic_write_text
 from .formats import FORMATS, IO_TYPES, QUANT_MODES, Format, get_format
@@ -223,6 +223,14 @@ def _images(src: Source, calib: str | os.PathLike | None, calib_samples: int, ch
     return None, random_images(pre), "random (no --calib/--check given)"
 
 
+def _settle_output_kind(src: Source) -> None:
+    """Record in the metadata whether the model outputs probabilities or logits (probing it once if unknown)."""
+    if src.metadata.output == "auto":
+        probe = np.asarray(src.model.predict(np.zeros((1, *src.input_shape), np.float32), verbose=0))
+        looks_prob = probe.min() >= 0 and abs(float(probe.sum()) - 1) < 0.02
+        src.metadata = src.metadata.replace(output="probabilities" if looks_prob else "logits")
+
+
 def print_results(results: list[ConvertResult], console: Any = None) -> None:
     """The short table of what was written: format, quantisation, file, size, agreement, seconds."""
     from rich.console import Console
@@ -268,22 +276,27 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
     from rich.console import Console
     console = Console(stderr=True, quiet=not verbose)
     src = load_source(model, labels, mean, std, color, resize)
+    # a QAT run's float files come from its float model: the QAT graph's fake-quant ops have no float meaning
+    float_src = (load_source(model, labels, mean, std, color, resize, float_model=True)
+                 if src.is_qat and has_float_model(model) and any(q != "int8" for _, q in jobs) else src)
     need_calib = any(q == "int8" and not src.is_qat for _, q in jobs)
     calib_images, check_images, check_source = _images(src, calib, calib_samples, check, need_calib)
-    if src.metadata.output == "auto":
-        probe = np.asarray(src.model.predict(np.zeros((1, *src.input_shape), np.float32), verbose=0))
-        looks_prob = probe.min() >= 0 and abs(float(probe.sum()) - 1) < 0.02
-        src.metadata = src.metadata.replace(output="probabilities" if looks_prob else "logits")
+    for s in {id(src): src, id(float_src): float_src}.values():
+        _settle_output_kind(s)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[ConvertResult] = []
     with tempfile.TemporaryDirectory(prefix=".edgeclf-convert-", dir=out_dir) as scratch:
-        conv = _Converter(src, out_dir, io, calib_images, check_images, check_source, opset, thresholds,
-                          keep_failed, allow_select_ops, Path(scratch), console.print)
+        def converter(s: Source) -> _Converter:
+            return _Converter(s, out_dir, io, calib_images, check_images, check_source, opset, thresholds,
+                              keep_failed, allow_select_ops, Path(scratch), console.print)
+        conv = converter(src)
+        conv_float = converter(float_src) if float_src is not src else conv
         for fmt, q in jobs:
+            c = conv_float if q != "int8" else conv
             with console.status(f"converting {src.path.name} to {fmt.title} {q} ..."):
-                result = getattr(conv, fmt.name)(fmt, q)
-            conv.done[(fmt.name, q)] = result
+                result = getattr(c, fmt.name)(fmt, q)
+            c.done[(fmt.name, q)] = result
             results.append(result)
     atomic_write_text(out_dir / "convert_report.json", json.dumps(
         {"model": str(src.path), "results": [r.to_dict() for r in results]}, indent=2))

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from .artifact import Metadata, Preprocess, read_labels, read_metadata
 from .errors import InvalidModelError
-from .keras_io import load_model, model_file
+from .keras_io import FLOAT_MODEL_FILE, load_model, model_file
 
 
 @dataclass
@@ -66,10 +66,13 @@ def _preprocess(meta: Metadata | None, shape: tuple[int, int, int], mean: Sequen
 
 def load_source(model: str | os.PathLike, labels: str | os.PathLike | Sequence[str] | None = None,
                 mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
-                color: str | None = None, resize: str | None = None) -> Source:
-    """Load MODEL and settle its metadata (run metadata first, then the caller's overrides)."""
+                color: str | None = None, resize: str | None = None, float_model: bool = False) -> Source:
+    """Load MODEL and settle its metadata (run metadata first, then the caller's overrides).
+
+    ``float_model``: from a QAT run folder, load the float model saved before QAT instead.
+    """
     path = Path(model)
-    mfile = model_file(path)
+    mfile = path / FLOAT_MODEL_FILE if float_model else model_file(path)
     meta = read_metadata(path) if path.is_dir() else None
     keras_model = load_model(mfile)
     size = meta.preprocess.input_size if meta is not None else None
@@ -89,3 +92,8 @@ def load_source(model: str | os.PathLike, labels: str | os.PathLike | Sequence[s
                  for layer in keras_model.layers)
     npz = path / "calib.npz" if path.is_dir() and (path / "calib.npz").is_file() else None
     return Source(path, keras_model, meta, shape, num_classes, is_qat, npz)
+
+
+def has_float_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a QAT run folder that also kept its float model."""
+    return (Path(path) / FLOAT_MODEL_FILE).is_file()

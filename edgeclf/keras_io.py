@@ -20,6 +20,7 @@ from .fileio import atomic_path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 MODEL_FILE = "model.keras"
+FLOAT_MODEL_FILE = "model_float.keras"  # a QAT run's float model just before QAT (for fp32/fp16 files)
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 

@@ -164,6 +164,9 @@ class _Trainer:
             set_trainable(self.model, top_fraction=1.0, train_bn=not hp.pretrained)
             self.model = optimize.prune(self.model, hp.prune, steps * (end - start))
         else:  # qat, after pruning (stripped) or after fine-tuning
+            if self.done <= start:  # the float model is trained (not a mid-QAT resume): keep it for float files
+                from .keras_io import FLOAT_MODEL_FILE, save_model
+                save_model(self.model, self.run / FLOAT_MODEL_FILE)
             set_trainable(self.model, top_fraction=1.0, train_bn=not hp.pretrained)
             self.model = optimize.quantize(self.model, preserve_sparsity=hp.prune > 0)
             optimize.init_activation_ranges(self.model, self._range_batches())

@@ -114,6 +114,19 @@ def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
     assert conv_zeros >= 0.45  # the pruned zeros survive sparsity-preserving QAT into the int8 weights
 
 
+def test_qat_run_float_files_come_from_its_float_model(pruned_qat_run, tmp_path):
+    """A QAT run keeps its float model; fp32 files are made from it (exact), int8 from the QAT model."""
+    from edgeclf.artifact import read_metadata
+    from edgeclf.convert import convert
+    from edgeclf.keras_io import FLOAT_MODEL_FILE, load_model
+
+    run = pruned_qat_run
+    assert not any("quant" in layer.name for layer in load_model(run / FLOAT_MODEL_FILE).layers)
+    (fp32,) = convert(run, to="tflite", quant="fp32", out=tmp_path / "conv", verbose=False)
+    assert read_metadata(fp32.path).quantization == "fp32"
+    assert fp32.parity.agreement == 1.0 and fp32.parity.max_abs_diff < 1e-4
+
+
 def _int8_graph(path):
     """Op counts, float32 tensor names and the zero share of the int8 1x1/standard conv filters of a .tflite."""
     from collections import Counter
