@@ -101,15 +101,19 @@ def _throughput(rt: Any, x: np.ndarray, batches: list[int], runs: int, warmup: i
 
 
 def _class_map(data_classes: list[str], model_labels: list[str], model: str) -> np.ndarray:
-    """Model output index of each data class: by name, else by position when the counts match."""
+    """Model output index of each data class: by name (as a folder would spell it); by position only when the
+    model has no names of its own (labels "0".."N-1") and the counts match; else an error, never a guess."""
+    from .data import folder_name
     from .errors import DataError
-    if all(c in model_labels for c in data_classes):
-        return np.asarray([model_labels.index(c) for c in data_classes])
-    if len(data_classes) == len(model_labels):
+    by_folder = {folder_name(label): i for i, label in enumerate(model_labels)}
+    if all(c in by_folder for c in data_classes):
+        return np.asarray([by_folder[c] for c in data_classes])
+    unnamed = model_labels == [str(i) for i in range(len(model_labels))]
+    if unnamed and len(data_classes) == len(model_labels):
         return np.arange(len(data_classes))
-    missing = [c for c in data_classes if c not in model_labels]
-    raise DataError(f"{model}: data classes {missing[:3]} are not among the model's {len(model_labels)} labels "
-                    f"and the class counts differ ({len(data_classes)} vs {len(model_labels)})")
+    missing = [c for c in data_classes if c not in by_folder]
+    raise DataError(f"{model}: data classes {missing[:3]} are not among the model's {len(model_labels)} labels; "
+                    "name the class folders after the labels (or pass --labels)")
 
 
 def _accuracy(rt: Any, data: dict[str, Any], model: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ class HParams:
     head only (``freeze_epochs``), fine-tune (the rest of ``epochs``), pruning (``prune_epochs`` when
     ``prune`` > 0), quantisation-aware training (``qat_epochs`` when ``qat``)."""
 
-    arch: str = "mobilenet_v2"
+    arch: str = "efficientnet_lite0"   # offline ImageNet weights; mobilenet_v2 downloads them
     alpha: float | None = None            # mobilenet_v2 width; None = the registry's default
     img_size: int | None = None           # None = the architecture's default resolution
     weights: str | None = "imagenet"      # imagenet | None | path to a weights file

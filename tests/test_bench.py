@@ -303,3 +303,14 @@ def test_run_folder_conversion_failure_rows(tmp_path, run_folder):
     measured = [r for r in recs if not r["status"].startswith("skipped")]
     assert {r["format"] for r in measured} == {"tflite", "onnx"}
     assert all(r["status"].startswith("conversion failed: ") and "model.keras" in r["status"] for r in measured)
+
+
+def test_data_classes_map_to_labels_by_folder_name_never_by_guess():
+    from edgeclf.bench_worker import _class_map
+    from edgeclf.errors import DataError
+
+    labels = ["T-shirt/top", "Trouser", "Bag"]
+    assert _class_map(["Bag", "T-shirt_top", "Trouser"], labels, "m").tolist() == [2, 0, 1]
+    assert _class_map(["cat", "dog"], ["0", "1"], "m").tolist() == [0, 1]  # a model without names: by position
+    with pytest.raises(DataError, match="not among the model's 3 labels"):
+        _class_map(["Bag", "Shirt", "Trouser"], labels, "m")

@@ -8,7 +8,7 @@ import click
 
 @click.command("train")
 @click.argument("data")
-@click.option("--arch", default="mobilenet_v2", show_default=True, help="Architecture (edgeclf.models registry).")
+@click.option("--arch", default="efficientnet_lite0", show_default=True, help="Architecture (edgeclf.models registry).")
 @click.option("--alpha", type=float, help="MobileNetV2 width multiplier (0.35-1.4).")
 @click.option("--img-size", type=click.IntRange(min=32), help="Input resolution (default: the architecture's).")
 @click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True,

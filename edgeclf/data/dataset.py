@@ -63,6 +63,12 @@ class Dataset:
         return np.bincount(self.labels, minlength=self.num_classes)
 
 
+def folder_name(label: str) -> str:
+    """The class-per-folder name for ``label``: path separators and characters file systems refuse become '_'
+    (Fashion-MNIST's "T-shirt/top" is the folder "T-shirt_top"); matching folders to labels uses the same rule."""
+    return "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in label).strip() or "_"
+
+
 def to_rgb_uint8(images: np.ndarray) -> np.ndarray:
     """N,H,W (grey) or N,H,W,1|3 images of any numeric range 0..255 as N,H,W,3 uint8."""
     images = np.asarray(images)
