@@ -90,6 +90,9 @@ def load_source(model: str | os.PathLike, labels: str | os.PathLike | Sequence[s
         meta = meta.replace(labels=names, preprocess=pre, source=meta.source or str(path))
     is_qat = any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
                  for layer in keras_model.layers)
+    if is_qat:  # channels pruned to all-zero get a representable range, for TFLite and ONNX (QDQ) alike
+        from .optimize import representable_weight_ranges
+        representable_weight_ranges(keras_model)
     npz = path / "calib.npz" if path.is_dir() and (path / "calib.npz").is_file() else None
     return Source(path, keras_model, meta, shape, num_classes, is_qat, npz)
 

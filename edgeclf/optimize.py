@@ -136,6 +136,33 @@ def init_activation_ranges(model: Any, batches: Iterable[Any]) -> int:
     return count
 
 
+def representable_weight_ranges(model: Any) -> int:
+    """Give every all-zero weight channel of a QAT model a nonzero range, so int8 converters can quantise it.
+
+    Pruning can zero all of an output channel's weights, and tfmot then learns that channel's range as
+    [0, 0]. Keras is unaffected (fake-quantised zeros stay zero), but the TFLite converter turns the empty
+    range into a ~1e-9 weight scale and quantises the bias folded in from the following batch norm with
+    input scale x weight scale: it saturates int32 and the channel's output is wrong. Any range holding 0
+    keeps the zeros exact, so the Keras outputs do not change; the layer's widest range keeps the bias step as
+    fine as in its other channels. Returns the number of channels widened.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapper
+
+    widened = 0
+    for layer in [m for m in model.submodules if isinstance(m, QuantizeWrapper)]:
+        for _, _, found in layer._weight_vars:
+            if "min_var" not in found:
+                continue
+            low, high = found["min_var"].numpy(), found["max_var"].numpy()
+            empty = np.maximum(-low, high) <= 0
+            if empty.any():
+                span = float(np.max(np.maximum(-low, high))) or 1.0
+                found["min_var"].assign(np.where(empty, -span, low).astype(np.float32))
+                found["max_var"].assign(np.where(empty, span, high).astype(np.float32))
+                widened += int(empty.sum())
+    return widened
+
+
 def sparsity(model: Any, kinds: tuple[str, ...] = ("kernel",)) -> float:
     """Share of exactly-zero values in the weights named ``kinds`` (default: conv and dense kernels, what tfmot
     prunes; depthwise kernels are ``depthwise_kernel`` and tfmot leaves them dense)."""

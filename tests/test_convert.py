@@ -291,3 +291,27 @@ def test_convert_module_and_formats_are_light_to_import():
 
 def test_every_error_is_an_edgeclf_error():
     assert issubclass(ConversionError, EdgeclfError) and issubclass(DataError, EdgeclfError)
+
+
+def test_pruned_qat_model_with_an_all_zero_channel_converts_without_loss(made, tmp_path):
+    """Pruning can zero a whole output channel; its learned weight range is then [0, 0], which the int8
+    converter must not turn into a bias it cannot represent (the channel's batch norm still adds one)."""
+    import tf_keras as keras
+    from edgeclf.optimize import quantize
+
+    model = _cnn(keras)
+    conv, bn = model.layers[1], model.layers[2]
+    kernel, bias = conv.get_weights()
+    kernel[..., 3] = 0.0  # what magnitude pruning does to a weak channel
+    conv.set_weights([kernel, bias])
+    gamma, beta, mean, var = bn.get_weights()
+    beta[3] = 2.0  # the batch norm keeps the channel alive: a constant the int8 file must reproduce
+    bn.set_weights([gamma, beta, mean, var])
+    qat = quantize(model, preserve_sparsity=True)
+    qat.compile("adam", "sparse_categorical_crossentropy")
+    x = (_images(32, 4)[:, :SIZE, :SIZE].astype(np.float32) - 127.5) / 127.5
+    qat.fit(x, qat.predict(x, verbose=0).argmax(-1), epochs=1, verbose=0)
+    save_model(qat, tmp_path / "pqat.keras")
+    (r,) = convert(tmp_path / "pqat.keras", to="tflite", quant="int8", check=made / "imgs", out=tmp_path / "o",
+                   verbose=False, thresholds=0.0, **NORM)
+    assert r.parity.agreement >= 0.95 and r.parity.max_abs_diff < 0.1, r.parity.summary()
