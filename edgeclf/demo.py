@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from .data import folder_name
 from .errors import DataError

@@ -1,7 +1,6 @@
 """Grad-CAM: where in the image a Keras classifier looked for its decision (gradient-weighted last conv maps)."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import cv2
@@ -9,7 +8,6 @@ import numpy as np
 
 from .errors import InvalidModelError
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
 def last_conv_layer(model: Any) -> Any:

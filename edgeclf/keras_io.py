@@ -17,7 +17,6 @@ from typing import Any, Iterator
 from .errors import InvalidModelError, ModelNotFoundError
 from .fileio import atomic_path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 MODEL_FILE = "model.keras"
 FLOAT_MODEL_FILE = "model_float.keras"  # a QAT run's float model just before QAT (for fp32/fp16 files)

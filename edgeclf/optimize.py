@@ -3,12 +3,10 @@ both together (pruning first, then sparsity-preserving QAT so the int8 file keep
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
 def prune(model: Any, target: float, steps: int) -> Any:

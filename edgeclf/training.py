@@ -22,7 +22,6 @@ from .fileio import atomic_path, atomic_write_text
 from .hparams import HParams
 from .metrics import classification_report, summary
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 STATE_FILE = "state.json"
 CHECKPOINTS = "checkpoints"

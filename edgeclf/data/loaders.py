@@ -88,7 +88,6 @@ def _fashion_mnist_dir() -> Path | None:
 
 
 def _keras_dataset(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tf_keras as keras
 
     try:

@@ -2,7 +2,6 @@
 cache the uint8 result, then batch, augment (training only), normalise with the model's mean/std and prefetch."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -11,8 +10,6 @@ from ..artifact import Preprocess
 from ..preprocess import load_image, prepare
 from .augment import Augment, augment_batch
 from .dataset import Dataset
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
 def _prepared_source(tf: Any, ds: Dataset, pre: Preprocess) -> Any:

@@ -10,8 +10,7 @@ from .errors import WeightsError
 
 
 def keras() -> Any:
-    """Import tf-keras (Keras 2) with ``TF_USE_LEGACY_KERAS=1`` set first, so tfmot and tf2onnx agree with it."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    """Import tf-keras (Keras 2; ``edgeclf/__init__`` sets ``TF_USE_LEGACY_KERAS=1`` so tfmot and tf2onnx agree)."""
     import tf_keras
     return tf_keras
 
