@@ -111,7 +111,8 @@ class InputEncoder:
     def __init__(self, pre: Preprocess, dtype: np.dtype, scale: float = 0.0, zero_point: int = 0) -> None:
         self.layout = pre.layout
         self.dtype = np.dtype(dtype)
-        c = channels(pre)
+        # one table for all channels when they share mean/std: cv2.LUT is twice as fast with it
+        c = channels(pre) if len(pre.mean) > 1 or len(pre.std) > 1 else 1
         mean = np.broadcast_to(np.asarray(pre.mean, np.float64), (c,))
         std = np.broadcast_to(np.asarray(pre.std, np.float64), (c,))
         values = (np.arange(256, dtype=np.float64)[:, None] - mean) / std          # (256, C) real inputs
@@ -134,12 +135,12 @@ class InputEncoder:
         """Encode one prepared HxWxC uint8 image as a batch-of-one tensor."""
         if self._lut is not None:
             out = cv2.LUT(prepared, self._lut)
-            if out.ndim == 2:
+            if out.ndim == 2:  # a single-channel (GRAY) image
                 out = out[:, :, None]
             if self.dtype == np.dtype(np.int8):
                 out = out.view(np.int8)
         else:
-            out = self._numpy_table[prepared, np.arange(prepared.shape[2])]
+            out = self._numpy_table[prepared, np.arange(prepared.shape[2]) % self._numpy_table.shape[1]]
         if self.layout == "NCHW":
             out = np.ascontiguousarray(out.transpose(2, 0, 1))
         return out[None]
