@@ -42,6 +42,9 @@ def train(data: str | os.PathLike | Dataset | Splits, arch: str | None = None, o
     run = Path(out) if out is not None else Path("runs") / f"{arch or HParams.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     hp, state = _start(run, resume, arch, hparams)
     splits = data if isinstance(data, Splits) else _splits(data, hp, limit)
+    if not resume:  # only once the data loaded: a bad data set leaves no run folder behind
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "hparams.json", hp.to_json())
     from .models import preprocess_for
     pre = preprocess_for(hp.arch, hp.img_size)
     model, history = _Trainer(hp, splits, pre, run, state, list(callbacks), verbose).fit()
@@ -52,7 +55,7 @@ def train(data: str | os.PathLike | Dataset | Splits, arch: str | None = None, o
 
 
 def _start(run: Path, resume: bool, arch: str | None, overrides: dict[str, Any]) -> tuple[HParams, dict[str, Any]]:
-    """Hyperparameters and saved progress: fresh (written to hparams.json) or read back for ``resume``."""
+    """Hyperparameters and saved progress: fresh (``train`` writes hparams.json) or read back for ``resume``."""
     if resume:
         if not (run / "hparams.json").is_file() or not (run / STATE_FILE).is_file():
             raise EdgeclfError(f"{run}: nothing to resume (no hparams.json / {STATE_FILE} of an unfinished run)")
@@ -61,8 +64,6 @@ def _start(run: Path, resume: bool, arch: str | None, overrides: dict[str, Any])
     if (run / "hparams.json").exists():
         raise EdgeclfError(f"{run}: already holds a run; pass resume=True (--resume) or choose another output folder")
     hp = HParams(**({"arch": arch} if arch else {}), **overrides)
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "hparams.json", hp.to_json())
     return hp, {"epoch": 0, "history": [], "checkpoint": None}
 
 

@@ -184,3 +184,13 @@ def test_explain_writes_a_heat_map(pruned_qat_run, tmp_path):
     assert result.exit_code == 0, result.output
     cam = cv2.imread(str(tmp_path / "cam.png"))
     assert cam.shape == (224, 224, 3)
+
+
+def test_a_bad_data_set_leaves_no_run_folder(tmp_path):
+    from edgeclf.errors import DataError
+    from edgeclf.training import train
+
+    (tmp_path / "data" / "cats").mkdir(parents=True)
+    with pytest.raises(DataError, match="class folder has no images"):
+        train(tmp_path / "data", out=tmp_path / "run", **TINY)
+    assert not (tmp_path / "run").exists()
