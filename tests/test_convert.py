@@ -314,4 +314,6 @@ def test_pruned_qat_model_with_an_all_zero_channel_converts_without_loss(made, t
     save_model(qat, tmp_path / "pqat.keras")
     (r,) = convert(tmp_path / "pqat.keras", to="tflite", quant="int8", check=made / "imgs", out=tmp_path / "o",
                    verbose=False, thresholds=0.0, **NORM)
-    assert r.parity.agreement >= 0.95 and r.parity.max_abs_diff < 0.1, r.parity.summary()
+    # unfixed: agreement 0.17, max |dp| 0.49. The small net has near-ties, so agreement is bounded loosely and
+    # the probability difference carries the check
+    assert r.parity.agreement >= 0.8 and r.parity.max_abs_diff < 0.1, r.parity.summary()
