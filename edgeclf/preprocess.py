@@ -97,6 +97,18 @@ def prepare(image_bgr: np.ndarray, pre: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to nearest, ties away from zero, as TFLite's QUANTIZE op (std::round) does.
+
+    numpy's round-half-to-even would map neighbouring pixel values onto one code whenever mean/std/scale put
+    them on exact halves (e.g. mean=std=127.5 with scale 1/127.5: every pixel is a tie).
+    """
+    r = np.round(x)
+    ties = np.abs(x - np.trunc(x)) == 0.5
+    r[ties] = np.trunc(x[ties]) + np.sign(x[ties])
+    return r
+
+
 def channels(pre: Preprocess) -> int:
     return 1 if pre.color == "GRAY" else 3
 
@@ -118,7 +130,7 @@ class InputEncoder:
         values = (np.arange(256, dtype=np.float64)[:, None] - mean) / std          # (256, C) real inputs
         if self.dtype.kind in "iu":
             info = np.iinfo(self.dtype)
-            q = np.round(values / scale) + zero_point if scale else np.round(values)
+            q = round_half_away(values / scale) + zero_point if scale else round_half_away(values)
             values = np.clip(q, info.min, info.max)
         table = values.astype(self.dtype)
         self._numpy_table = table                                              # fallback for odd dtypes

@@ -181,7 +181,7 @@ class Runtime:
     def top(self, probs: np.ndarray, top_k: int = 5) -> list[Prediction]:
         """The ``top_k`` entries of a probability vector as ``Prediction``s, best first."""
         k = max(1, min(int(top_k), probs.shape[0]))
-        idx = np.argpartition(-probs, k - 1)[:k] if k < probs.shape[0] else np.arange(probs.shape[0])
+        idx = np.argpartition(probs, -k)[-k:] if k < probs.shape[0] else np.arange(probs.shape[0])
         idx = idx[np.argsort(-probs[idx], kind="stable")]
         return [Prediction(int(i), self.labels[i], float(probs[i])) for i in idx]
 

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,18 +41,40 @@ def train(data: str | os.PathLike | Dataset | Splits, arch: str | None = None, o
     ``callbacks`` are extra Keras callbacks (called after each epoch's checkpoint is written).
     """
     run = Path(out) if out is not None else Path("runs") / f"{arch or HParams.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    hp, state = _start(run, resume, arch, hparams)
+    work = _worker_folder(run, resume)
+    hp, state = _start(work, resume, arch, hparams)
+    strategy = _strategy(hp.strategy)  # before any TF op: multi-worker collectives are configured at startup
     splits = data if isinstance(data, Splits) else _splits(data, hp, limit)
     if not resume:  # only once the data loaded: a bad data set leaves no run folder behind
-        run.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run / "hparams.json", hp.to_json())
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(work / "hparams.json", hp.to_json())
     from .models import preprocess_for
     pre = preprocess_for(hp.arch, hp.img_size)
-    model, history = _Trainer(hp, splits, pre, run, state, list(callbacks), verbose).fit()
-    _write_run(run, hp, splits, pre, model, history)
-    shutil.rmtree(run / CHECKPOINTS, ignore_errors=True)
-    (run / STATE_FILE).unlink(missing_ok=True)
+    trainer = _Trainer(hp, splits, pre, work, state, list(callbacks), verbose, strategy)
+    model, history = trainer.fit()
+    _write_run(work, hp, splits, pre, model, history, trainer.replicas)
+    shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
+    (work / STATE_FILE).unlink(missing_ok=True)
+    if work != run:  # a non-chief worker's copy: it took part in every save, the chief's folder is the result
+        shutil.rmtree(work, ignore_errors=True)
     return run
+
+
+def _worker_folder(run: Path, resume: bool) -> Path:
+    """Where this process writes: ``run``, or for a non-chief worker of a TF_CONFIG cluster a scratch folder
+    of its own (every worker takes part in checkpoints and saves; only the chief's land in ``run``)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    cluster, task = config.get("cluster", {}), config.get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    chief = kind in (None, "chief") or (kind == "worker" and index == 0 and "chief" not in cluster)
+    if chief:
+        return run
+    scratch = Path(tempfile.gettempdir()) / f"edgeclf-{run.resolve().name}-{kind}{index}"
+    if resume and not scratch.is_dir():
+        raise EdgeclfError(f"{run}: this worker ({kind} {index}) has no scratch folder {scratch} to resume from")
+    if not resume:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return scratch
 
 
 def _start(run: Path, resume: bool, arch: str | None, overrides: dict[str, Any]) -> tuple[HParams, dict[str, Any]]:
@@ -73,11 +96,14 @@ def _splits(data: str | os.PathLike | Dataset, hp: HParams, limit: int | None) -
 
 
 def _strategy(name: str | None) -> Any:
+    """The tf.distribute strategy for ``--strategy``: mirrored over every local GPU (else every logical CPU
+    device), or multi-worker with the cluster and this worker's index taken from TF_CONFIG."""
     import tensorflow as tf
 
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":  # workers and this one's index come from TF_CONFIG
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return None
 
@@ -106,13 +132,14 @@ class _Trainer:
     """Runs the phases (head, finetune, prune, qat) of one run, checkpointing after every epoch."""
 
     def __init__(self, hp: HParams, splits: Splits, pre: Preprocess, run: Path, state: dict[str, Any],
-                 callbacks: list[Any], verbose: int) -> None:
-        self.hp, self.splits, self.pre, self.run = hp, splits, pre, run
+                 callbacks: list[Any], verbose: int, strategy: Any = None) -> None:
+        self.hp, self.splits, self.pre, self.run, self.strategy = hp, splits, pre, run, strategy
         self.done = int(state["epoch"])
         self.history: list[dict[str, Any]] = list(state["history"])
         self.saved_checkpoint: str | None = state["checkpoint"]
         self.callbacks, self.verbose = callbacks, verbose
         self.model: Any = None
+        self.replicas = strategy.num_replicas_in_sync if strategy else 1
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def checkpoint(self, epoch: int) -> None:
@@ -200,7 +227,9 @@ class _Trainer:
         steps = -(-len(self.splits.train) // hp.batch_size)
         weights = (class_weights(self.splits.train.labels, self.splits.train.num_classes)
                    if hp.class_weights == "auto" else None)
-        strategy = _strategy(hp.strategy)
+        strategy = self.strategy
+        if self.verbose and strategy:
+            print(f"[edgeclf] {hp.strategy}: {self.replicas} replica(s) in sync")
         phases = hp.phases()
         last_done = next((i for i, (_, s, e) in enumerate(phases) if s < self.done <= e), None)
         with strategy.scope() if strategy else contextlib.nullcontext():
@@ -249,7 +278,7 @@ def _history_csv(history: list[dict[str, Any]]) -> str:
 
 
 def _write_run(run: Path, hp: HParams, splits: Splits, pre: Preprocess, model: Any,
-               history: list[dict[str, Any]]) -> None:
+               history: list[dict[str, Any]], replicas: int) -> None:
     """Evaluate on the test split and write every file of the run folder (each atomically)."""
     from . import plots
     from .keras_io import save_model
@@ -261,7 +290,7 @@ def _write_run(run: Path, hp: HParams, splits: Splits, pre: Preprocess, model: A
     reached = sparsity(model) if hp.prune else None
     metrics = {"test": test_report, "val": summary(val_report), "sparsity": reached,
                "target_sparsity": hp.prune or None, "qat": hp.qat, "epochs_run": len(history),
-               "split_sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test", "calib")}}
+               "replicas": replicas, "split_sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test", "calib")}}
     meta = Metadata(labels=labels, preprocess=pre, output="probabilities", quantization="qat" if hp.qat else "fp32",
                     source=hp.arch, extra={"metrics": summary(test_report), "val_metrics": summary(val_report),
                                            "sparsity": reached, "qat": hp.qat, "run": run.name})

@@ -18,12 +18,15 @@ from conftest import CLASSES, SIZE
 
 
 def _reference_input(img_bgr, dtype, scale, zp):
-    """What the model should be fed, written out longhand from the resized RGB pixels: (x-127.5)/127.5, quantise."""
+    """What the model should be fed, written out longhand from the resized RGB pixels: (x-127.5)/127.5, then
+    quantise as TFLite's QUANTIZE op does (round half away from zero)."""
     rgb = prepare(img_bgr, Preprocess(input_size=(SIZE, SIZE), resize="stretch")).astype(np.float64)
     x = (rgb - 127.5) / 127.5
     if np.dtype(dtype).kind in "iu":
         info = np.iinfo(dtype)
-        x = np.clip(np.round(x / scale) + zp, info.min, info.max)
+        q = x / scale
+        q = np.where(q >= 0, np.floor(q + 0.5), np.ceil(q - 0.5))
+        x = np.clip(q + zp, info.min, info.max)
     return x.astype(dtype)[None]
 
 

@@ -38,8 +38,9 @@ def cmd(data: str, out: str | None, resume: bool, limit: int | None, mixup: floa
     from ..data.augment import Augment
     from ..training import train
 
-    if resume and not out:
-        raise click.UsageError("--resume needs --out RUN_FOLDER")
+    if (resume or hp.get("strategy") == "multiworker") and not out:
+        raise click.UsageError(f"--{'resume' if resume else 'strategy multiworker'} needs --out RUN_FOLDER "
+                               "(every worker must name the same run)")
     hp = {k: v for k, v in hp.items() if v is not None}
     run = train(data, out=out, resume=resume, limit=limit, augment=Augment(mixup=mixup, cutmix=cutmix), **hp)
     import json
