@@ -11,12 +11,13 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .artifact import METADATA_KEY, verify_sealed
 from .errors import DeviceUnavailableError, EdgeclfError, InvalidModelError, ModelNotFoundError
+from .tflite_metadata import METADATA_NAME, read_standard_metadata
 
 DEVICES = ("cpu", "gpu", "coral", "jetson")
 EDGETPU_OP = "edgetpu-custom-op"
@@ -75,6 +76,8 @@ class TFLiteBackend:
         info = inspect_tflite(path, data)
         self.sealed = verify_sealed(data, str(path))
         self.metadata_json = info.metadata.get(METADATA_KEY)
+        standard = info.metadata.get(METADATA_NAME) if self.metadata_json is None else None
+        self.standard_metadata = read_standard_metadata(data, standard, str(path)) if standard else None
         self.output_kind: str | None = "probabilities" if info.softmax_output else "logits"
         compiled = EDGETPU_OP in info.custom_ops
         if device == "coral" and not compiled:
@@ -122,19 +125,35 @@ class TFLiteBackend:
         scale, zp = d.get("quantization", (0.0, 0))
         return TensorSpec(d["name"], shape, np.dtype(d["dtype"]), float(scale), int(zp))
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run one input tensor; a batch size other than the model's resizes the input first."""
-        if x.shape[0] != self._batch and self.inputs[0].shape[0] == -1:
-            self.interpreter.resize_tensor_input(self._in[0], list(x.shape))
+    def _batch_of(self, shape: Sequence[int]) -> None:
+        """Resize a dynamic-batch input to ``shape``'s batch size when it differs from the current one."""
+        if shape[0] != self._batch and self.inputs[0].shape[0] == -1:
+            self.interpreter.resize_tensor_input(self._in[0], list(shape))
             self.interpreter.allocate_tensors()
-            self._batch = x.shape[0]
-        interp = self.interpreter
+            self._batch = shape[0]
+
+    def _invoke(self) -> list[np.ndarray]:
         try:
-            interp.set_tensor(self._in[0], x)
-            interp.invoke()
+            self.interpreter.invoke()
         except (RuntimeError, ValueError) as exc:
             raise InvalidModelError(f"{self.path}: inference failed: {str(exc).strip()[:300]}") from None
-        return [interp.get_tensor(i) for i in self._out]
+        return [self.interpreter.get_tensor(i) for i in self._out]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one input tensor; a batch size other than the model's resizes the input first."""
+        self._batch_of(x.shape)
+        try:
+            self.interpreter.set_tensor(self._in[0], x)
+        except (RuntimeError, ValueError) as exc:
+            raise InvalidModelError(f"{self.path}: inference failed: {str(exc).strip()[:300]}") from None
+        return self._invoke()
+
+    def run_into(self, fill: Callable[[np.ndarray], None], shape: Sequence[int]) -> list[np.ndarray]:
+        """Run one image that ``fill`` writes straight into the interpreter's input tensor (as pycoral's
+        ``set_input`` does): no input copy. The buffer view is dropped before ``invoke``, as TFLite requires."""
+        self._batch_of(shape)
+        fill(self.interpreter.tensor(self._in[0])()[0])
+        return self._invoke()
 
 
 def onnx_providers(device: str, available: list[str], cache_dir: str | None = None) -> list[Any]:
@@ -211,6 +230,7 @@ class OnnxBackend:
             self.outputs = [self._spec(a) for a in self.session.get_outputs()]
         except UnicodeDecodeError:
             raise InvalidModelError(f"{path}: corrupt ONNX model (names or metadata are not UTF-8)") from None
+        self.standard_metadata = None  # the TFLite metadata standard has no ONNX counterpart
         self.output_kind: str | None = None  # ORT does not show the graph: decided from the first outputs
         self._in_name = self.inputs[0].name
         self._out_names = [o.name for o in self.outputs]
@@ -219,6 +239,12 @@ class OnnxBackend:
     def _spec(cls, arg: Any) -> TensorSpec:
         shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in arg.shape)
         return TensorSpec(arg.name, shape, np.dtype(cls._ORT_DTYPES.get(arg.type, np.float32)))
+
+    def run_into(self, fill: Callable[[np.ndarray], None], shape: Sequence[int]) -> list[np.ndarray]:
+        """Run one image that ``fill`` writes into a fresh input tensor of ``shape``."""
+        x = np.empty(shape, self.inputs[0].dtype)
+        fill(x[0])
+        return self.run(x)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         try:

@@ -145,14 +145,24 @@ class InputEncoder:
 
     def __call__(self, prepared: np.ndarray) -> np.ndarray:
         """Encode one prepared HxWxC uint8 image as a batch-of-one tensor."""
-        if self._lut is not None:
-            out = cv2.LUT(prepared, self._lut)
-            if out.ndim == 2:  # a single-channel (GRAY) image
-                out = out[:, :, None]
-            if self.dtype == np.dtype(np.int8):
-                out = out.view(np.int8)
-        else:
-            out = self._numpy_table[prepared, np.arange(prepared.shape[2]) % self._numpy_table.shape[1]]
-        if self.layout == "NCHW":
-            out = np.ascontiguousarray(out.transpose(2, 0, 1))
+        h, w, c = prepared.shape
+        out = np.empty((c, h, w) if self.layout == "NCHW" else (h, w, c), self.dtype)
+        self.encode_into(prepared, out)
         return out[None]
+
+    def encode_into(self, prepared: np.ndarray, out: np.ndarray) -> None:
+        """Encode one prepared HxWxC uint8 image into ``out`` (one item of the input tensor, HWC or CHW):
+        an interpreter's own input buffer, so the pixels are written once."""
+        if self.layout == "NCHW" or self._lut is None:
+            if self._lut is not None:
+                hwc = cv2.LUT(prepared, self._lut).reshape(prepared.shape).view(self.dtype)
+            else:
+                hwc = self._numpy_table[prepared, np.arange(prepared.shape[2]) % self._numpy_table.shape[1]]
+            out[...] = hwc.transpose(2, 0, 1) if self.layout == "NCHW" else hwc
+            return
+        target = out.view(np.uint8) if self.dtype == np.dtype(np.int8) else out
+        if prepared.shape[2] == 1:  # GRAY: OpenCV works on the HxW plane
+            prepared, target = prepared[:, :, 0], target[:, :, 0]
+        written = cv2.LUT(prepared, self._lut, dst=target)
+        if written is not target:  # OpenCV had to allocate (an unexpected layout): copy rather than lose it
+            target[...] = written

@@ -73,8 +73,11 @@ class Runtime:
         if len(self.input_spec.shape) != 4:
             raise InvalidModelError(f"{self.path}: not an image classifier: input shape {self.input_spec.shape} is not 4-D")
         layout, size = _layout_and_size(self.input_spec)
-        pre_changes: dict[str, Any] = {k: v for k, v in dict(mean=mean, std=std, color=color, resize=resize,
-                                                             crop_ratio=crop_ratio).items() if v is not None}
+        standard = self._engine.standard_metadata  # a model made elsewhere may carry TFLite's own metadata
+        spec = self.input_spec
+        pre_changes: dict[str, Any] = standard.preprocess_for(spec.dtype, spec.scale, spec.zero_point) if standard else {}
+        pre_changes.update({k: v for k, v in dict(mean=mean, std=std, color=color, resize=resize,
+                                                  crop_ratio=crop_ratio).items() if v is not None})
         if input_size is not None:
             pre_changes["input_size"] = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         elif size is not None:
@@ -84,7 +87,7 @@ class Runtime:
                                     "pass input_size=(h, w)")
         if meta is None:
             pre_changes["layout"] = layout
-        base = meta if meta is not None else Metadata(source=str(self.path))
+        base = meta if meta is not None else Metadata(source=str(self.path), labels=standard.labels if standard else [])
         try:
             self.metadata: Metadata = base.replace(preprocess=pre_changes,
                                                    **({"output": output} if output else {}))
@@ -161,8 +164,11 @@ class Runtime:
         return _softmax(out) if self._output_kind == "logits" else out
 
     def probabilities(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
-        """The full probability vector for one image."""
-        return self.scores(self.infer(self.preprocess(image))[0])[0]
+        """The full probability vector for one image (encoded straight into the engine's input buffer)."""
+        img = load_image(image) if isinstance(image, (str, os.PathLike)) else image
+        prepared = prepare(img, self.preprocess_spec)
+        raw = self._engine.run_into(lambda item: self._encode.encode_into(prepared, item), self._in_shape)
+        return self.scores(raw[0])[0]
 
     def predict(self, image: np.ndarray | str | os.PathLike, top_k: int = 5) -> list[Prediction]:
         """The ``top_k`` most probable classes for one image, best first."""
@@ -180,9 +186,11 @@ class Runtime:
 
     def top(self, probs: np.ndarray, top_k: int = 5) -> list[Prediction]:
         """The ``top_k`` entries of a probability vector as ``Prediction``s, best first."""
-        k = max(1, min(int(top_k), probs.shape[0]))
-        idx = np.argpartition(probs, -k)[-k:] if k < probs.shape[0] else np.arange(probs.shape[0])
-        idx = idx[np.argsort(-probs[idx], kind="stable")]
+        n = probs.shape[0]
+        k = max(1, min(int(top_k), n))
+        # every index scoring at least the k-th best, in index order, so ties go to the lower index
+        idx = np.flatnonzero(probs >= np.partition(probs, n - k)[n - k]) if k < n else np.arange(n)
+        idx = idx[np.argsort(-probs[idx], kind="stable")][:k]
         return [Prediction(int(i), self.labels[i], float(probs[i])) for i in idx]
 
     def describe(self) -> dict[str, Any]:
@@ -194,7 +202,8 @@ class Runtime:
         return {"model": str(self.path), "format": self.format, "size_bytes": self.path.stat().st_size,
                 "backend": self.backend, "device": self.device,
                 "inputs": [spec(s) for s in self._engine.inputs], "outputs": [spec(s) for s in self._engine.outputs],
-                "metadata": self.metadata.to_dict(), "has_edgeclf_metadata": self._engine.metadata_json is not None}
+                "metadata": self.metadata.to_dict(), "has_edgeclf_metadata": self._engine.metadata_json is not None,
+                "has_tflite_metadata": self._engine.standard_metadata is not None}
 
     def __repr__(self) -> str:
         return (f"Runtime({str(self.path)!r}, device={self.device!r}, backend={self.backend!r}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,9 +13,12 @@ import pytest
 from edgeclf import DeviceUnavailableError, ImageError, InvalidModelError, ModelNotFoundError, Runtime
 from edgeclf.artifact import Preprocess
 from edgeclf.backends import onnx_providers
-from edgeclf.preprocess import prepare
+from edgeclf.preprocess import InputEncoder, prepare
 
 from conftest import CLASSES, SIZE
+
+DATA = Path(__file__).parent / "data"
+SUPPORT_LABELS = ["reddish", "greenish", "bluish", "grey"]
 
 
 def _reference_input(img_bgr, dtype, scale, zp):
@@ -132,6 +136,67 @@ def test_resize_policies_match_their_longhand_definitions():
     assert np.array_equal(rgb, bgr[:, :, ::-1]) and gray.shape == (60, 100, 1)
 
 
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("color", ["RGB", "GRAY"])
+@pytest.mark.parametrize("dtype,scale,zp", [(np.uint8, 1 / 127.5, 127), (np.int8, 0.0157, -3), (np.float32, 0, 0),
+                                            (np.float16, 0, 0)])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_encoder_matches_longhand_normalise_and_quantise(layout, color, dtype, scale, zp, per_channel):
+    """Every pixel value, channel, layout and dtype; into a fresh tensor and into an engine's buffer alike."""
+    c = 1 if color == "GRAY" else 3
+    mean, std = ((123.7, 116.3, 103.5)[:c], (58.4, 57.1, 57.4)[:c]) if per_channel else ((127.5,), (127.5,))
+    pre = Preprocess(input_size=(16, 16), color=color, layout=layout, mean=mean, std=std)
+    prepared = np.arange(16 * 16 * c, dtype=np.uint8).reshape(16, 16, c)  # every value 0..255 in each channel
+    prepared = np.roll(prepared, 7, axis=2) if c == 3 else prepared
+    x = (prepared - np.asarray(mean)) / np.asarray(std)
+    if np.dtype(dtype).kind in "iu":
+        q = x / scale
+        x = np.clip(np.where(q >= 0, np.floor(q + 0.5), np.ceil(q - 0.5)) + zp, np.iinfo(dtype).min, np.iinfo(dtype).max)
+    ref = x.astype(dtype)
+    ref = ref.transpose(2, 0, 1) if layout == "NCHW" else ref
+    encoder = InputEncoder(pre, dtype, scale, zp)
+    fresh = encoder(prepared)
+    assert fresh.dtype == dtype and np.array_equal(fresh[0], ref)
+    buffer = np.full((2, *ref.shape), 99, dtype)
+    encoder.encode_into(prepared, buffer[0])
+    assert np.array_equal(buffer[0], ref) and (buffer[1] == 99).all()
+
+
+@pytest.mark.parametrize("name", ["float_imagenet_norm", "uint8_quant"])
+def test_tflite_standard_metadata_gives_labels_normalisation_and_colour(name, sample_images):
+    """Models that Google's tflite-support MetadataWriter wrote (tests/data/make_tflite_support_models.py)."""
+    path = DATA / f"tflite_support_{name}.tflite"
+    rt = Runtime(path)
+    assert rt.labels == SUPPORT_LABELS and rt.preprocess_spec.color == "RGB"
+    for img in sample_images:
+        rgb = prepare(img, rt.preprocess_spec)
+        if rt.input_dtype == np.uint8:  # the Task Library's rule: a uint8 input takes the raw pixels
+            ref = rgb
+        else:  # the per-channel ImageNet normalisation written into the file (as float32)
+            mean = np.array([123.675, 116.28, 103.53], np.float32).astype(np.float64)
+            std = np.array([58.395, 57.12, 57.375], np.float32).astype(np.float64)
+            ref = ((rgb - mean) / std).astype(np.float32)
+        assert np.array_equal(rt.preprocess(img), ref[None])
+        raw, (scale, zp) = _raw_tflite(path, ref[None])
+        np.testing.assert_allclose(rt.probabilities(img), (raw[0].astype(np.float32) - zp) * scale if scale else raw[0],
+                                   rtol=0, atol=1e-6)
+    for bgr, label in [((0, 0, 255), "reddish"), ((0, 255, 0), "greenish"), ((255, 0, 0), "bluish")]:
+        assert rt.predict(np.full((40, 40, 3), bgr, np.uint8), top_k=1)[0].label == label
+    over = Runtime(path, labels=["a", "b", "c", "d"], mean=0, std=255, color="BGR")
+    assert over.labels == ["a", "b", "c", "d"] and over.preprocess_spec.mean == (0.0,)
+    assert over.preprocess_spec.color == "BGR"
+
+
+def test_tflite_standard_metadata_with_a_damaged_label_file_is_refused(tmp_path):
+    data = bytearray((DATA / "tflite_support_uint8_quant.tflite").read_bytes())
+    at = data.rindex(b"greenish")  # inside the zip member: its CRC no longer matches
+    data[at] ^= 0x20
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InvalidModelError, match="label file 'labels.txt'"):
+        Runtime(bad)
+
+
 def test_label_count_mismatch_is_an_error(foreign_models, tmp_path):
     f = tmp_path / "three.txt"
     f.write_text("a\nb\nc\n")
@@ -175,7 +240,7 @@ def test_mutated_models_never_crash_the_interpreter(tmp_path, foreign_models, ti
     from pathlib import Path
     script = Path(__file__).with_name("fuzz_load.py")
     for model, count in [(foreign_models["uint8"], 240), (foreign_models["float"], 120), (tiny_tflite, 80),
-                         (foreign_models["onnx"], 80)]:
+                         (foreign_models["onnx"], 80), (DATA / "tflite_support_uint8_quant.tflite", 80)]:
         work = tmp_path / f"{model.parent.name}-{model.name}"
         work.mkdir()
         proc = subprocess.run([sys.executable, str(script), str(model), str(work), str(count), "5"],

@@ -38,5 +38,7 @@ def cmd(model: str, as_json: bool, **kwargs: Any) -> None:
                    f"({meta['quantization']})")
         for key, value in meta["extra"].items():
             click.echo(f"{key:<10} {json.dumps(value)[:200]}")
+    elif d["has_tflite_metadata"]:
+        click.echo("metadata   standard TFLite metadata (labels, normalisation, colour); options override it")
     else:
         click.echo("metadata   none in the file (defaults and command-line options used)")
