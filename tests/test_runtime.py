@@ -197,6 +197,41 @@ def test_tflite_standard_metadata_with_a_damaged_label_file_is_refused(tmp_path)
         Runtime(bad)
 
 
+def _nchw_onnx_logits_model(path):
+    """A PyTorch-shaped classifier built with onnx.helper: float [N,3,8,8] RGB in, 4 logits out (no softmax)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.array([[3, -1, -1, 0], [-1, 3, -1, 0], [-1, -1, 3, 0]], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"])],
+        "nchw", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0, 0, 0, 0.5], np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def test_pytorch_style_nchw_onnx_with_per_channel_normalisation(tmp_path, sample_images):
+    path = tmp_path / "torchlike.onnx"
+    _nchw_onnx_logits_model(path)
+    mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    rt = Runtime(path, labels=SUPPORT_LABELS, mean=mean, std=std)
+    assert rt.preprocess_spec.layout == "NCHW" and rt.input_size == (8, 8)
+    for img in sample_images:
+        ref = ((prepare(img, rt.preprocess_spec) - np.array(mean)) / np.array(std)).astype(np.float32)
+        ref = ref.transpose(2, 0, 1)[None]
+        assert np.array_equal(rt.preprocess(img), ref)
+        logits = _raw_onnx(path, ref)[0]
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        np.testing.assert_allclose(rt.probabilities(img), expected, rtol=1e-5, atol=1e-6)
+    for bgr, label in [((0, 0, 255), "reddish"), ((0, 255, 0), "greenish"), ((255, 0, 0), "bluish")]:
+        assert rt.predict(np.full((40, 40, 3), bgr, np.uint8), top_k=1)[0].label == label
+
+
 def test_label_count_mismatch_is_an_error(foreign_models, tmp_path):
     f = tmp_path / "three.txt"
     f.write_text("a\nb\nc\n")
