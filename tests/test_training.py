@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -252,13 +253,26 @@ def test_multiworker_strategy_trains_two_workers_in_sync_into_the_chiefs_folder(
     for s in socks:
         s.close()
     run = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER_RUN,
-                               json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}), str(run),
-                               str(Path(__file__).parent)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-        assert out.strip().splitlines()[-1] == "2"
+    logs = [(tmp_path / f"worker{i}.out", tmp_path / f"worker{i}.err") for i in range(2)]
+    procs = []
+    for i, (out, err) in enumerate(logs):  # files, not pipes: TensorFlow's logging would fill a pipe
+        with out.open("w") as stdout, err.open("w") as stderr:
+            procs.append(subprocess.Popen([sys.executable, "-c", WORKER_RUN, json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": i}}), str(run), str(Path(__file__).parent)],
+                stdout=stdout, stderr=stderr))
+    try:  # a worker that fails leaves its peer waiting for it: stop both rather than hang
+        deadline = time.monotonic() + 600
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, logs):
+        p.wait()
+        assert p.returncode == 0, err.read_text()[-3000:]
+        assert out.read_text().strip().splitlines()[-1] == "2"
     assert (run / "model.keras").is_file() and json.loads((run / "metrics.json").read_text())["replicas"] == 2
     assert not any(Path(tempfile.gettempdir()).glob(f"edgeclf-{run.name}-worker1"))
