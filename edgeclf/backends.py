@@ -132,8 +132,11 @@ class TFLiteBackend:
             self.interpreter.allocate_tensors()
             self._batch = shape[0]
 
-    def _invoke(self) -> list[np.ndarray]:
+    def _invoke(self, x: np.ndarray | None = None) -> list[np.ndarray]:
+        """Set ``x`` as the input (unless it is already in place), invoke, and return the outputs."""
         try:
+            if x is not None:
+                self.interpreter.set_tensor(self._in[0], x)
             self.interpreter.invoke()
         except (RuntimeError, ValueError) as exc:
             raise InvalidModelError(f"{self.path}: inference failed: {str(exc).strip()[:300]}") from None
@@ -142,11 +145,7 @@ class TFLiteBackend:
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Run one input tensor; a batch size other than the model's resizes the input first."""
         self._batch_of(x.shape)
-        try:
-            self.interpreter.set_tensor(self._in[0], x)
-        except (RuntimeError, ValueError) as exc:
-            raise InvalidModelError(f"{self.path}: inference failed: {str(exc).strip()[:300]}") from None
-        return self._invoke()
+        return self._invoke(x)
 
     def run_into(self, fill: Callable[[np.ndarray], None], shape: Sequence[int]) -> list[np.ndarray]:
         """Run one image that ``fill`` writes straight into the interpreter's input tensor (as pycoral's

@@ -133,10 +133,13 @@ class Runtime:
                                         f"expects {model} (check input_size/color/layout)")
 
     # -- the data path ------------------------------------------------------------------------------
+    def _prepared(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
+        """Image (BGR uint8 array or a path) -> uint8 pixels at the input size in the model's colour order."""
+        return prepare(load_image(image) if isinstance(image, (str, os.PathLike)) else image, self.preprocess_spec)
+
     def preprocess(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """Image (BGR uint8 array or a path) -> batch-of-one input tensor of the model's dtype."""
-        img = load_image(image) if isinstance(image, (str, os.PathLike)) else image
-        return self._encode(prepare(img, self.preprocess_spec))
+        return self._encode(self._prepared(image))
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for an already-preprocessed tensor of the input's dtype and shape."""
@@ -165,8 +168,7 @@ class Runtime:
 
     def probabilities(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """The full probability vector for one image (encoded straight into the engine's input buffer)."""
-        img = load_image(image) if isinstance(image, (str, os.PathLike)) else image
-        prepared = prepare(img, self.preprocess_spec)
+        prepared = self._prepared(image)
         raw = self._engine.run_into(lambda item: self._encode.encode_into(prepared, item), self._in_shape)
         return self.scores(raw[0])[0]
 
