@@ -16,15 +16,14 @@ from .fileio import atomic_write_bytes
 def _gradcam_example(run: Path, target: Path) -> str | None:
     """Grad-CAM of the trained Keras model on the first test image; returns the caption, None if it can't."""
     from .artifact import read_metadata
+    from .calibration import normalised
     from .gradcam import grad_cam, overlay
     from .keras_io import load_model
 
     meta = read_metadata(run)
     with np.load(run / "test.npz") as npz:
         img, y = npz["images"][0], int(npz["labels"][0])
-    pre = meta.preprocess
-    batch = (img.astype(np.float32) - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-    cam, index, probs = grad_cam(load_model(run), batch[None])
+    cam, index, probs = grad_cam(load_model(run), normalised(img[None], meta.preprocess))
     ok, png = cv2.imencode(".png", cv2.cvtColor(overlay(img, cam), cv2.COLOR_RGB2BGR))
     atomic_write_bytes(target, png.tobytes())
     return (f"Grad-CAM: true class '{meta.labels[y]}', predicted '{meta.labels[index]}' "
@@ -60,6 +59,7 @@ def build_report(out: Path, run: Path, conversions: Sequence[Any], records: Sequ
     test = metrics["test"]
     cam_caption = _gradcam_example(run, out / "gradcam.png")
     int8 = next((c for c in conversions if c.quant == "int8" and c.path), None)
+    int8_path = Path(int8.path) if int8 else Path("model.tflite")
     b: list[R.Block] = [
         R.heading("edgeclf demo report", 1),
         R.text(f"{hp['arch']} fine-tuned on {metrics['split_sizes']['train']} Fashion-MNIST images at "
@@ -88,12 +88,12 @@ def build_report(out: Path, run: Path, conversions: Sequence[Any], records: Sequ
         R.image(out / "gradcam.png", cam_caption or "Grad-CAM"),
         R.heading("Run it"),
         R.text("In an app (pip install edgeclf; no TensorFlow needed):"),
-        R.code(f"from edgeclf import Runtime\nrt = Runtime('{Path(int8.path).name if int8 else 'model.tflite'}')\n"
+        R.code(f"from edgeclf import Runtime\nrt = Runtime('{int8_path.name}')\n"
                "print(rt.predict('shirt.png', top_k=3))"),
         R.text("From the shell, and on a Raspberry Pi with a camera (examples/raspberrypi/):"),
-        R.code(f"edgeclf predict {int8.path if int8 else 'model.tflite'} {out / 'test_images'}/*/00000.png\n"
+        R.code(f"edgeclf predict {int8_path} {out / 'test_images'}/*/00000.png\n"
                f"edgeclf bench {' '.join(str(c.path) for c in conversions if c.path)} --data {out / 'test_images'}\n"
-               f"python3 examples/raspberrypi/classify_camera.py --model {Path(int8.path).name if int8 else 'model.tflite'}"),
+               f"python3 examples/raspberrypi/classify_camera.py --model {int8_path.name}"),
         R.heading("Timings"),
         R.table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]),
     ]

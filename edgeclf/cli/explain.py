@@ -14,9 +14,9 @@ import click
 def cmd(model: str, image: str, out: str, class_name: str | None) -> None:
     """Grad-CAM of MODEL (run folder or .keras/.h5 with metadata.json beside it) on IMAGE."""
     import cv2
-    import numpy as np
 
     from ..artifact import read_metadata
+    from ..calibration import normalised
     from ..errors import InvalidModelError
     from ..fileio import atomic_write_bytes
     from ..gradcam import grad_cam, overlay
@@ -30,7 +30,6 @@ def cmd(model: str, image: str, out: str, class_name: str | None) -> None:
     keras_model = load_model(model)
     pre = meta.preprocess
     prepared = prepare(load_image(image), pre)
-    batch = (prepared.astype(np.float32) - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     index = None
     if class_name is not None:
         if class_name in meta.labels:
@@ -39,7 +38,7 @@ def cmd(model: str, image: str, out: str, class_name: str | None) -> None:
             index = int(class_name)
         else:
             raise click.BadParameter(f"{class_name!r} is neither a label nor an index of {model}", param_hint="--class")
-    cam, index, probs = grad_cam(keras_model, batch[None], index)
+    cam, index, probs = grad_cam(keras_model, normalised(prepared[None], pre), index)
     to_rgb = {"RGB": None, "BGR": cv2.COLOR_BGR2RGB, "GRAY": cv2.COLOR_GRAY2RGB}[pre.color]
     rgb = prepared if to_rgb is None else cv2.cvtColor(prepared, to_rgb)
     ok, png = cv2.imencode(".png", cv2.cvtColor(overlay(rgb, cam), cv2.COLOR_RGB2BGR))
