@@ -87,14 +87,18 @@ def resize_geometry(img: np.ndarray, pre: Preprocess) -> np.ndarray:
                               value=(pre.pad_value,) * 3)
 
 
+def to_model_colour(img_bgr: np.ndarray, color: str) -> np.ndarray:
+    """A BGR uint8 image -> the model's colour order (RGB, BGR or GRAY as HxWx1), contiguous."""
+    if color == "RGB":
+        return cv2.cvtColor(img_bgr, cv2.COLOR_BGR2RGB)
+    if color == "GRAY":
+        return cv2.cvtColor(img_bgr, cv2.COLOR_BGR2GRAY)[:, :, None]
+    return np.ascontiguousarray(img_bgr)
+
+
 def prepare(image_bgr: np.ndarray, pre: Preprocess) -> np.ndarray:
     """Geometry then colour: a BGR uint8 image -> uint8 HxWxC at ``pre.input_size`` in the model's colour order."""
-    img = resize_geometry(to_bgr(image_bgr), pre)
-    if pre.color == "RGB":
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if pre.color == "GRAY":
-        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None]
-    return np.ascontiguousarray(img)
+    return to_model_colour(resize_geometry(to_bgr(image_bgr), pre), pre.color)
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -142,6 +146,13 @@ class InputEncoder:
             self._lut = None
         if c == 1 and self._lut is not None:
             self._lut = self._lut[:, :, 0].copy()
+        self.color = pre.color
+        # RGB into an NHWC table-encoded input: table on the BGR pixels (channels reversed), then one swap
+        # written straight into the input buffer (see encode_bgr_into)
+        self._bgr_lut = None
+        if pre.color == "RGB" and pre.layout == "NHWC" and self._lut is not None:
+            self._bgr_lut = self._lut[:, :, ::-1].copy() if self._lut.ndim == 3 else self._lut
+            self._scratch = np.empty((*pre.input_size, 3), self._lut.dtype)
 
     def __call__(self, prepared: np.ndarray) -> np.ndarray:
         """Encode one prepared HxWxC uint8 image as a batch-of-one tensor."""
@@ -149,6 +160,19 @@ class InputEncoder:
         out = np.empty((c, h, w) if self.layout == "NCHW" else (h, w, c), self.dtype)
         self.encode_into(prepared, out)
         return out[None]
+
+    def encode_bgr_into(self, img_bgr: np.ndarray, out: np.ndarray) -> None:
+        """Like ``encode_into`` for a BGR image already at the input size (``resize_geometry``'s output): the
+        colour step folded in. An RGB model gets two passes and no temporary image: the table on the BGR
+        pixels into a scratch buffer, then ``cv2.cvtColor`` writing the swapped pixels into ``out``."""
+        if self._bgr_lut is None or img_bgr.shape != self._scratch.shape:
+            self.encode_into(to_model_colour(img_bgr, self.color), out)
+            return
+        cv2.LUT(img_bgr, self._bgr_lut, dst=self._scratch)
+        target = out.view(np.uint8) if self.dtype == np.dtype(np.int8) else out
+        written = cv2.cvtColor(self._scratch, cv2.COLOR_BGR2RGB, dst=target)
+        if written is not target:  # OpenCV had to allocate (an unexpected layout): copy rather than lose it
+            target[...] = written
 
     def encode_into(self, prepared: np.ndarray, out: np.ndarray) -> None:
         """Encode one prepared HxWxC uint8 image into ``out`` (one item of the input tensor, HWC or CHW):

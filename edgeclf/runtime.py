@@ -1,7 +1,7 @@
 """``Runtime``: classify images with a .tflite or .onnx file on a device, without TensorFlow.
 
 The file's own edgeclf metadata supplies labels and preprocessing; constructor arguments override it,
-so a model made elsewhere works too. ``predict`` = prepare (geometry, colour) -> encode (normalise,
+so a model made elsewhere works too. ``predict`` = geometry (crop, letterbox, stretch) -> encode (colour, normalise,
 quantise) -> ``infer`` -> dequantise -> probabilities.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from .artifact import Metadata, Preprocess, parse_embedded, read_labels
 from .backends import TensorSpec, open_backend
 from .errors import EdgeclfError, ImageError, InvalidModelError
-from .preprocess import InputEncoder, channels, load_image, prepare
+from .preprocess import InputEncoder, channels, load_image, resize_geometry, to_bgr
 
 @dataclass(frozen=True)
 class Prediction:
@@ -95,6 +95,9 @@ class Runtime:
             raise EdgeclfError(f"{self.path}: {exc}") from None
         self._output_kind: str | None = (self.metadata.output if self.metadata.output != "auto"
                                          else self._engine.output_kind)
+        out = self.output_spec
+        self._dequantise = (((np.arange(256, dtype=np.uint8).view(out.dtype).astype(np.float64) - out.zero_point) * out.scale)
+                            .astype(np.float32) if out.scale and out.dtype.itemsize == 1 else None)
         self.num_classes = int(np.prod([d for d in self.output_spec.shape[1:] if d > 0] or [0]))
         self.labels = self._labels(labels, base.labels)
         self.metadata.labels = self.labels
@@ -133,13 +136,16 @@ class Runtime:
                                         f"expects {model} (check input_size/color/layout)")
 
     # -- the data path ------------------------------------------------------------------------------
-    def _prepared(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
-        """Image (BGR uint8 array or a path) -> uint8 pixels at the input size in the model's colour order."""
-        return prepare(load_image(image) if isinstance(image, (str, os.PathLike)) else image, self.preprocess_spec)
+    def _sized(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
+        """Image (BGR uint8 array or a path) -> BGR uint8 pixels at the input size (crop / letterbox / stretch)."""
+        img = load_image(image) if isinstance(image, (str, os.PathLike)) else image
+        return resize_geometry(to_bgr(img), self.preprocess_spec)
 
     def preprocess(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """Image (BGR uint8 array or a path) -> batch-of-one input tensor of the model's dtype."""
-        return self._encode(self._prepared(image))
+        x = np.empty(self._in_shape, self.input_dtype)
+        self._encode.encode_bgr_into(self._sized(image), x[0])
+        return x
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for an already-preprocessed tensor of the input's dtype and shape."""
@@ -156,7 +162,9 @@ class Runtime:
             raise InvalidModelError(f"{self.path}: the model produced {out.shape[1]} scores per image but has "
                                     f"{len(self.labels)} labels (output shape {raw.shape})")
         spec = self.output_spec
-        if spec.scale:
+        if self._dequantise is not None:  # 8-bit output: one table lookup
+            out = self._dequantise[out.view(np.uint8)]
+        elif spec.scale:
             out = (out.astype(np.float32) - spec.zero_point) * spec.scale
         else:
             out = out.astype(np.float32, copy=False)
@@ -168,8 +176,8 @@ class Runtime:
 
     def probabilities(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """The full probability vector for one image (encoded straight into the engine's input buffer)."""
-        prepared = self._prepared(image)
-        raw = self._engine.run_into(lambda item: self._encode.encode_into(prepared, item), self._in_shape)
+        sized = self._sized(image)
+        raw = self._engine.run_into(lambda item: self._encode.encode_bgr_into(sized, item), self._in_shape)
         return self.scores(raw[0])[0]
 
     def predict(self, image: np.ndarray | str | os.PathLike, top_k: int = 5) -> list[Prediction]:
@@ -188,12 +196,10 @@ class Runtime:
 
     def top(self, probs: np.ndarray, top_k: int = 5) -> list[Prediction]:
         """The ``top_k`` entries of a probability vector as ``Prediction``s, best first."""
-        n = probs.shape[0]
-        k = max(1, min(int(top_k), n))
-        # every index scoring at least the k-th best, in index order, so ties go to the lower index
-        idx = np.flatnonzero(probs >= np.partition(probs, n - k)[n - k]) if k < n else np.arange(n)
-        idx = idx[np.argsort(-probs[idx], kind="stable")][:k]
-        return [Prediction(int(i), self.labels[i], float(probs[i])) for i in idx]
+        k = max(1, min(int(top_k), probs.shape[0]))
+        # one stable sort: ties go to the lower index (a quantised output ties often), a few us for 1000 classes
+        idx = np.argsort(-probs, kind="stable")[:k].tolist()
+        return [Prediction(i, self.labels[i], float(probs[i])) for i in idx]
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary: file, backend, device, tensors and the effective metadata."""

@@ -137,7 +137,7 @@ def test_resize_policies_match_their_longhand_definitions():
 
 
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
-@pytest.mark.parametrize("color", ["RGB", "GRAY"])
+@pytest.mark.parametrize("color", ["RGB", "BGR", "GRAY"])
 @pytest.mark.parametrize("dtype,scale,zp", [(np.uint8, 1 / 127.5, 127), (np.int8, 0.0157, -3), (np.float32, 0, 0),
                                             (np.float16, 0, 0)])
 @pytest.mark.parametrize("per_channel", [False, True])
@@ -159,6 +159,11 @@ def test_encoder_matches_longhand_normalise_and_quantise(layout, color, dtype, s
     assert fresh.dtype == dtype and np.array_equal(fresh[0], ref)
     buffer = np.full((2, *ref.shape), 99, dtype)
     encoder.encode_into(prepared, buffer[0])
+    assert np.array_equal(buffer[0], ref) and (buffer[1] == 99).all()
+    # the camera path: a BGR image at the input size, colour step folded into the encoder
+    bgr = {"RGB": prepared[:, :, ::-1], "BGR": prepared, "GRAY": np.repeat(prepared, 3, axis=2)}[color]
+    buffer[0] = 99
+    encoder.encode_bgr_into(np.ascontiguousarray(bgr), buffer[0])
     assert np.array_equal(buffer[0], ref) and (buffer[1] == 99).all()
 
 
