@@ -17,7 +17,7 @@ import numpy as np
 from .artifact import Metadata, Preprocess, parse_embedded, read_labels
 from .backends import TensorSpec, open_backend
 from .errors import EdgeclfError, ImageError, InvalidModelError
-from .preprocess import InputEncoder, channels, load_image, resize_geometry, to_bgr
+from .preprocess import InputEncoder, channels, load_image, resize_geometry, to_bgr, to_model_colour
 
 @dataclass(frozen=True)
 class Prediction:
@@ -54,6 +54,8 @@ class Runtime:
     ``labels`` (a list or a labels file), ``mean``/``std`` (one value or one per channel, applied to
     0..255 pixels), ``color`` (RGB/BGR/GRAY), ``resize`` (crop/letterbox/stretch), ``crop_ratio``,
     ``input_size`` ((h, w), for dynamic-shape models) and ``output`` (probabilities/logits/auto).
+    Like the interpreter it owns, a Runtime serves one thread at a time (``predict`` writes into the
+    interpreter's input buffer): use one per thread, or a lock as ``edgeclf serve`` does.
     """
 
     def __init__(self, model: str | os.PathLike, device: str = "cpu", num_threads: int | None = None, *,
@@ -96,8 +98,10 @@ class Runtime:
         self._output_kind: str | None = (self.metadata.output if self.metadata.output != "auto"
                                          else self._engine.output_kind)
         out = self.output_spec
-        self._dequantise = (((np.arange(256, dtype=np.uint8).view(out.dtype).astype(np.float64) - out.zero_point) * out.scale)
-                            .astype(np.float32) if out.scale and out.dtype.itemsize == 1 else None)
+        self._dequantise: np.ndarray | None = None
+        if out.scale and out.dtype.itemsize == 1:  # 8-bit output: each code's float value, looked up in scores()
+            codes = np.arange(256, dtype=np.uint8).view(out.dtype).astype(np.float64)
+            self._dequantise = ((codes - out.zero_point) * out.scale).astype(np.float32)
         self.num_classes = int(np.prod([d for d in self.output_spec.shape[1:] if d > 0] or [0]))
         self.labels = self._labels(labels, base.labels)
         self.metadata.labels = self.labels
@@ -143,9 +147,7 @@ class Runtime:
 
     def preprocess(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """Image (BGR uint8 array or a path) -> batch-of-one input tensor of the model's dtype."""
-        x = np.empty(self._in_shape, self.input_dtype)
-        self._encode.encode_bgr_into(self._sized(image), x[0])
-        return x
+        return self._encode(to_model_colour(self._sized(image), self.preprocess_spec.color))  # no shared buffer
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for an already-preprocessed tensor of the input's dtype and shape."""

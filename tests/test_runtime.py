@@ -351,3 +351,26 @@ def test_logits_models_get_softmax_and_softmax_models_do_not(tmp_path, keras_mod
     frame = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     raw = rt.infer(rt.preprocess(frame))[0][0]
     np.testing.assert_allclose(rt.probabilities(frame), np.exp(raw) / np.exp(raw).sum(), rtol=1e-5)
+
+
+def test_preprocess_is_safe_from_several_threads(tiny_tflite, sample_images):
+    """``preprocess`` keeps no shared buffer (``predict`` does, and is one-thread-at-a-time like the interpreter)."""
+    import threading
+    rt = Runtime(tiny_tflite, color="RGB")
+    images = sample_images + [cv2.flip(img, 1) for img in sample_images]
+    want = [rt.preprocess(img) for img in images]
+    wrong: list[int] = []
+    done: list[int] = []
+
+    def work(i: int) -> None:
+        for _ in range(300):
+            if not np.array_equal(rt.preprocess(images[i]), want[i]):
+                wrong.append(i)
+        done.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(done) == list(range(len(images))) and not wrong
