@@ -31,6 +31,7 @@ class HParams:
     class_weights: str = "auto"           # auto (balanced when classes differ in size) | none
     prune: float = 0.0                    # target sparsity; 0 = no pruning
     prune_epochs: int = 2
+    prune_block: int = 1                  # > 1: 1x1-conv and dense kernels lose runs of this many input channels
     qat: bool = False
     qat_epochs: int = 2
     val_split: float = 0.1
@@ -56,6 +57,7 @@ class HParams:
             (not 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (not 0 <= self.prune < 1, "prune (target sparsity) must be in [0, 1)"),
             (self.prune > 0 and self.prune_epochs < 1, "prune_epochs must be >= 1 when pruning"),
+            (self.prune_block < 1, "prune_block must be >= 1"),
             (self.qat and self.qat_epochs < 1, "qat_epochs must be >= 1 with qat"),
             (self.class_weights not in ("auto", "none"), "class_weights must be auto or none"),
             (self.strategy not in (None, "mirrored", "multiworker"), "strategy must be mirrored or multiworker"),

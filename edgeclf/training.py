@@ -189,7 +189,7 @@ class _Trainer:
                           train_bn=not hp.pretrained)
         elif phase == "prune":
             set_trainable(self.model, top_fraction=1.0, train_bn=not hp.pretrained)
-            self.model = optimize.prune(self.model, hp.prune, steps * (end - start))
+            self.model = optimize.prune(self.model, hp.prune, steps * (end - start), hp.prune_block)
         else:  # qat, after pruning (stripped) or after fine-tuning
             if self.done <= start:  # the float model is trained (not a mid-QAT resume): keep it for float files
                 from .keras_io import FLOAT_MODEL_FILE, save_model

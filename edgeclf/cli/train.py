@@ -24,6 +24,8 @@ import click
 @click.option("--class-weights", type=click.Choice(["auto", "none"]), default="auto", show_default=True)
 @click.option("--prune", type=click.FloatRange(0, 1, max_open=True), default=0.0, help="Target sparsity, e.g. 0.5.")
 @click.option("--prune-epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--prune-block", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Prune 1x1-conv and dense kernels in runs of N input channels: the file gzips smaller (1: weight by weight).")
 @click.option("--qat", is_flag=True, help="Quantisation-aware training after fine-tuning (and pruning).")
 @click.option("--qat-epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--mixup", type=click.FloatRange(min=0), default=0.0, help="Mixup Beta concentration (0: off).")
