@@ -94,10 +94,10 @@ def _pruned_kernels(block: int) -> list[tuple[str, np.ndarray]]:
     from edgeclf.models import build
 
     keras.utils.set_random_seed(0)
-    model = optimize.prune(build("mobilenet_v2", 10, (32, 32), None, alpha=0.35), 0.5, steps=12, block=block)
+    model = optimize.prune(build("mobilenet_v2", 10, (32, 32), None, alpha=0.35), 0.5, steps=4, block=block)
     model.compile("adam", "sparse_categorical_crossentropy")
     x, y = np.random.default_rng(0).random((64, 32, 32, 3), np.float32), np.arange(64) % 10
-    model.fit(x, y, batch_size=4, epochs=1, callbacks=optimize.pruning_callbacks(), verbose=0)
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=optimize.pruning_callbacks(), verbose=0)
     stripped = optimize.strip_pruning(model)
     return [(w.name, w.numpy()) for w in stripped.weights if w.name.split("/")[-1].startswith("kernel")]
 
@@ -114,7 +114,9 @@ def _int8_gzip(kernels: list[tuple[str, np.ndarray]]) -> int:
 
 
 def test_channel_block_pruning_zeros_whole_runs_and_gzips_smaller():
-    runs, single = _pruned_kernels(8), _pruned_kernels(1)
+    runs = _pruned_kernels(8)
+    rng = np.random.default_rng(0)  # the same kernels with each one's zeros scattered: weight-by-weight sparsity
+    single = [(name, rng.permutation(k.ravel()).reshape(k.shape)) for name, k in runs]
     pointwise = 0
     for name, k in runs:
         zero = k == 0
@@ -125,9 +127,8 @@ def test_channel_block_pruning_zeros_whole_runs_and_gzips_smaller():
                 run = per_input[start:start + 8]
                 assert (run.all(axis=0) | ~run.any(axis=0)).all(), (name, start)
     assert pointwise > 20
-    for kernels in (runs, single):
-        zeros = sum(int((k == 0).sum()) for _, k in kernels) / sum(k.size for _, k in kernels)
-        assert abs(zeros - 0.5) < 0.03
+    zeros = sum(int((k == 0).sum()) for _, k in runs) / sum(k.size for _, k in runs)
+    assert abs(zeros - 0.5) < 0.03
     assert _int8_gzip(runs) < 0.9 * _int8_gzip(single)
 
 
