@@ -169,10 +169,8 @@ class InputEncoder:
             self.encode_into(to_model_colour(img_bgr, self.color), out)
             return
         cv2.LUT(img_bgr, self._bgr_lut, dst=self._scratch)
-        target = out.view(np.uint8) if self.dtype == np.dtype(np.int8) else out
-        written = cv2.cvtColor(self._scratch, cv2.COLOR_BGR2RGB, dst=target)
-        if written is not target:  # OpenCV had to allocate (an unexpected layout): copy rather than lose it
-            target[...] = written
+        target = self._opencv_view(out)
+        _keep(cv2.cvtColor(self._scratch, cv2.COLOR_BGR2RGB, dst=target), target)
 
     def encode_into(self, prepared: np.ndarray, out: np.ndarray) -> None:
         """Encode one prepared HxWxC uint8 image into ``out`` (one item of the input tensor, HWC or CHW):
@@ -184,9 +182,18 @@ class InputEncoder:
                 hwc = self._numpy_table[prepared, np.arange(prepared.shape[2]) % self._numpy_table.shape[1]]
             out[...] = hwc.transpose(2, 0, 1) if self.layout == "NCHW" else hwc
             return
-        target = out.view(np.uint8) if self.dtype == np.dtype(np.int8) else out
+        target = self._opencv_view(out)
         if prepared.shape[2] == 1:  # GRAY: OpenCV works on the HxW plane
             prepared, target = prepared[:, :, 0], target[:, :, 0]
-        written = cv2.LUT(prepared, self._lut, dst=target)
-        if written is not target:  # OpenCV had to allocate (an unexpected layout): copy rather than lose it
-            target[...] = written
+        _keep(cv2.LUT(prepared, self._lut, dst=target), target)
+
+    def _opencv_view(self, out: np.ndarray) -> np.ndarray:
+        """``out`` as OpenCV can write it: int8 tensors through their uint8 view (the tables hold the bytes)."""
+        return out.view(np.uint8) if self.dtype == np.dtype(np.int8) else out
+
+
+def _keep(written: np.ndarray, target: np.ndarray) -> None:
+    """Make sure an OpenCV result asked for in ``target`` lands there: with a layout it does not expect, OpenCV
+    allocates instead of writing into ``dst``, and the result would be lost."""
+    if written is not target:
+        target[...] = written
