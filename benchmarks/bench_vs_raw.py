@@ -89,9 +89,9 @@ def main() -> None:
     thread_counts = [int(t) for t in args.threads.split(",")]
 
     from _models import mobilenet_v2_onnx, mobilenet_v2_tflite
-    from edgeclf.bench import bench
+    from edgeclf.benchmark.session import bench
     from edgeclf.fileio import atomic_write_text
-    from edgeclf.machine import machine_info
+    from edgeclf.benchmark.machine import machine_info
 
     cache = HERE / "results" / "cache"
     models = {

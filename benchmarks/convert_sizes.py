@@ -33,12 +33,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgeclf.artifact import Metadata  # noqa: E402
-from edgeclf.calibration import images_from_dir, representative  # noqa: E402
-from edgeclf.convert import convert  # noqa: E402
+from edgeclf.conversion.calibration import images_from_dir, representative  # noqa: E402
+from edgeclf.conversion.pipeline import convert  # noqa: E402
 from edgeclf.errors import ConversionError  # noqa: E402
 from edgeclf.fileio import atomic_write_text  # noqa: E402
-from edgeclf.keras_io import load_model, save_model  # noqa: E402
-from edgeclf.parity import file_probabilities, source_probabilities  # noqa: E402
+from edgeclf.training.keras_io import load_model, save_model  # noqa: E402
+from edgeclf.conversion.parity import file_probabilities, source_probabilities  # noqa: E402
 from edgeclf.runtime import Runtime  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "convert_sizes.json"

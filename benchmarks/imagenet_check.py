@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeclf import models
 from edgeclf.fileio import atomic_write_text
-from edgeclf.preprocess import prepare
+from edgeclf.runtime.preprocess import prepare
 
 ESPRESSO, CATS = 967, range(281, 286)
 
@@ -69,7 +69,7 @@ def main() -> None:
                           ", ".join(f"{n} {p:.3f}" for n, p in short[1:]), "yes" if ok else "NO")
     Console().print(table)
     result = {"python": platform.python_version(), "preprocess": "short side to size/0.875, centre crop, "
-              "(x-127)/128, RGB (edgeclf.preprocess.prepare)", "results": records}
+              "(x-127)/128, RGB (edgeclf.runtime.preprocess)", "results": records}
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     if not records or not all(r["pass"] for r in records):

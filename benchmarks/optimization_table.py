@@ -31,13 +31,13 @@ import numpy as np
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edgeclf.convert import convert  # noqa: E402
+from edgeclf.conversion.pipeline import convert  # noqa: E402
 from edgeclf.data import load_dataset  # noqa: E402
-from edgeclf.evaluate import evaluate  # noqa: E402
+from edgeclf.evaluation.evaluate import evaluate  # noqa: E402
 from edgeclf.fileio import atomic_write_text  # noqa: E402
-from edgeclf.keras_io import load_model  # noqa: E402
+from edgeclf.training.keras_io import load_model  # noqa: E402
 from edgeclf.runtime import Runtime  # noqa: E402
-from edgeclf.training import train  # noqa: E402
+from edgeclf.training.trainer import train  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -58,7 +58,7 @@ def latency_ms(path: Path, image: np.ndarray, runs: int) -> float:
 
 def int8_weight_entropy(path: Path) -> tuple[float, int]:
     """(Shannon entropy in bits per value, count) over the file's constant int8 tensors (the weights)."""
-    from edgeclf.backends import tflite_module
+    from edgeclf.runtime.devices import tflite_module
 
     interpreter = tflite_module()[0].Interpreter(model_path=str(path))
     values = []

@@ -37,10 +37,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from edgeclf import plots  # noqa: E402
 from edgeclf.data import Dataset, Splits, load_dataset, split  # noqa: E402
 from edgeclf.fileio import atomic_path, atomic_write_text  # noqa: E402
-from edgeclf.keras_io import load_model  # noqa: E402
+from edgeclf.training.keras_io import load_model  # noqa: E402
 from edgeclf.metrics import classification_report  # noqa: E402
 from edgeclf.models import preprocess_for  # noqa: E402
-from edgeclf.training import predict_probabilities, train  # noqa: E402
+from edgeclf.training.trainer import predict_probabilities, train  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = (3, 4, 7)  # dress, coat, sneaker

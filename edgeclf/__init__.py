@@ -8,15 +8,15 @@ from __future__ import annotations
 import os as _os
 from typing import Any
 
-__version__ = "0.1.0"
+from edgeclf._version import __version__
 
 # For the [train] half, set before any TensorFlow import through edgeclf: Keras 2 (tfmot and tf2onnx need
 # it; users are never asked to set it) and TensorFlow's C++ start-up chatter off (errors still raise).
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from .errors import (DeviceUnavailableError, EdgeclfError, ImageError, InvalidModelError,  # noqa: E402
-                     ModelNotFoundError)
+from edgeclf.errors import (DeviceUnavailableError, EdgeclfError, ImageError, InvalidModelError,  # noqa: E402
+                            ModelNotFoundError)
 
 _LAZY = {
     "Runtime": ("edgeclf.runtime", "Runtime"),
@@ -24,8 +24,9 @@ _LAZY = {
     "Metadata": ("edgeclf.artifact", "Metadata"),
     "Preprocess": ("edgeclf.artifact", "Preprocess"),
     "train": ("edgeclf.training", "train"),
-    "convert": ("edgeclf.convert", "convert"),
-    "bench": ("edgeclf.bench", "bench"),
+    "convert": ("edgeclf.conversion", "convert"),
+    "bench": ("edgeclf.benchmark", "bench"),
+    "evaluate": ("edgeclf.evaluation", "evaluate"),
 }
 
 __all__ = ["__version__", "EdgeclfError", "ModelNotFoundError", "InvalidModelError", "ImageError",

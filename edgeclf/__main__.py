@@ -1,4 +1,4 @@
 """``python -m edgeclf`` runs the command line."""
-from .cli import main
+from edgeclf.cli import main
 
 main(prog_name="edgeclf")

@@ -32,3 +32,9 @@ class DataError(EdgeclfError, ValueError):
 
 class ConversionError(EdgeclfError, RuntimeError):
     """A conversion failed or its output did not pass the parity check."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), cut to ``limit``."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -1,4 +1,8 @@
-"""PNG plots of a run: training curves (with phase boundaries) and a confusion matrix (matplotlib, Agg)."""
+"""PNG plots: training curves (with phase boundaries) and a confusion matrix.
+
+Figures are made with matplotlib's object API (``Figure``, no pyplot), so importing or calling edgeclf never
+switches the process-wide backend of a user's notebook or GUI.
+"""
 from __future__ import annotations
 
 import os
@@ -6,21 +10,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .fileio import atomic_path
+from edgeclf.fileio import atomic_path
 
 
-def _pyplot() -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def figure(figsize: tuple[float, float]) -> Any:
+    """A matplotlib ``Figure`` not registered with pyplot: nothing global changes, nothing to close."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize)
 
 
 def training_curves(history: list[dict[str, Any]], target: str | os.PathLike) -> None:
     """Loss and accuracy per epoch, train and validation, with each phase shaded and named."""
-    plt = _pyplot()
     epochs = [row["epoch"] + 1 for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = figure((11, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-o"), (f"val_{metric}", "-s")):
             values = [row.get(key) for row in history]
@@ -41,18 +44,18 @@ def training_curves(history: list[dict[str, Any]], target: str | os.PathLike) ->
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    _save(plt, fig, target)
+    save_png(fig, target)
 
 
 def confusion_matrix(cm: Sequence[Sequence[int]], labels: Sequence[str], target: str | os.PathLike,
                      title: str = "Confusion matrix") -> None:
     """Row-normalised confusion matrix with counts in the cells."""
-    plt = _pyplot()
     cm = np.asarray(cm)
     k = len(labels)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     size = max(4.0, 0.5 * k + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = figure((size + 1, size))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), labels, fontsize=8)
@@ -66,10 +69,10 @@ def confusion_matrix(cm: Sequence[Sequence[int]], labels: Sequence[str], target:
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    _save(plt, fig, target)
+    save_png(fig, target)
 
 
-def _save(plt: Any, fig: Any, target: str | os.PathLike) -> None:
+def save_png(fig: Any, target: str | os.PathLike, dpi: int = 110, **options: Any) -> None:
+    """Write ``fig`` as a PNG atomically."""
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+        fig.savefig(tmp, dpi=dpi, format="png", **options)

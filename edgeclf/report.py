@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .fileio import atomic_write_text
+from edgeclf.fileio import atomic_write_text
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeclf.bench import compare, run_worker
+from edgeclf.benchmark.session import compare, run_worker
 from edgeclf.cli import main
 
 FAST = ["--runs", "20", "--warmup", "2"]
@@ -161,7 +161,7 @@ def test_max_secs_caps_the_runs(tmp_path, foreign_models):
                                     {"max_secs": 0}, {"warmup": -1}])
 def test_api_rejects_bad_arguments(kwargs, foreign_models):
     from edgeclf import EdgeclfError
-    from edgeclf.bench import bench
+    from edgeclf.benchmark.session import bench
     with pytest.raises(EdgeclfError):
         bench([foreign_models["float"]], progress=False, **kwargs)
 
@@ -223,7 +223,7 @@ def test_tflite_and_onnx_bench_never_imports_tensorflow(tmp_path, foreign_models
 import json, sys
 from click.testing import CliRunner
 from edgeclf.cli import main
-from edgeclf.bench_worker import measure
+from edgeclf.benchmark.worker import measure
 res = CliRunner().invoke(main, ["bench", {str(m['float'])!r}, {str(m['onnx'])!r}, "--labels", {str(m['labels'])!r},
                                 "--runs", "5", "--warmup", "1", "--json", {str(tmp_path / 'tf.json')!r}])
 assert res.exit_code == 0, res.output
@@ -306,7 +306,7 @@ def test_run_folder_conversion_failure_rows(tmp_path, run_folder):
 
 
 def test_data_classes_map_to_labels_by_folder_name_never_by_guess():
-    from edgeclf.bench_worker import _class_map
+    from edgeclf.data import class_map as _class_map
     from edgeclf.errors import DataError
 
     labels = ["T-shirt/top", "Trouser", "Bag"]

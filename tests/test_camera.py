@@ -15,7 +15,7 @@ import pytest
 
 from edgeclf import camera
 from edgeclf.runtime import Runtime
-from edgeclf.sources import FolderSource, SourceError, open_source
+from edgeclf.camera.sources import FolderSource, SourceError, open_source
 
 FPS = 30.0
 EDGECLF = [sys.executable, "-c", "from edgeclf.cli import main; main()"]
@@ -255,7 +255,7 @@ def test_sigterm_closes_json_and_video_cleanly(tiny_tflite, tmp_path):
 
 
 def test_runtime_path_does_not_import_tensorflow():
-    code = ("import sys, edgeclf.camera, edgeclf.sinks, edgeclf.sources, edgeclf.cli.run; "
+    code = ("import sys, edgeclf.camera, edgeclf.camera.sinks, edgeclf.camera.sources, edgeclf.cli.run; "
             "print([m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

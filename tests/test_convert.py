@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from edgeclf.artifact import Metadata, Preprocess, read_metadata
-from edgeclf.convert import convert, plan
-from edgeclf.convert_edgetpu import check_edgetpu_ready, parse_compiler_log
-from edgeclf.convert_tensorrt import trtexec_command, write_calibration_cache
+from edgeclf.conversion.pipeline import convert, plan
+from edgeclf.conversion.edgetpu import check_edgetpu_ready, parse_compiler_log
+from edgeclf.conversion.tensorrt import trtexec_command, write_calibration_cache
 from edgeclf.errors import ConversionError, DataError, EdgeclfError, InvalidModelError, ModelNotFoundError
-from edgeclf.keras_io import save_model
-from edgeclf.formats import FORMATS, format_of, get_format
-from edgeclf.tflite_format import inspect_tflite
+from edgeclf.training.keras_io import save_model
+from edgeclf.artifact.formats import FORMATS, format_of, get_format
+from edgeclf.artifact import inspect_tflite_file as inspect_tflite
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 SIZE = 32
@@ -282,7 +282,7 @@ DEQUANTIZE                     1          Operation is working on an unsupported
 def test_convert_module_and_formats_are_light_to_import():
     import subprocess
     import sys
-    code = ("import sys, edgeclf.formats, edgeclf.convert, edgeclf.cli.convert; "
+    code = ("import sys, edgeclf.artifact.formats, edgeclf.conversion, edgeclf.cli.convert; "
             "bad = [m for m in ('tensorflow', 'tf_keras', 'tf2onnx', 'onnx') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -297,7 +297,7 @@ def test_pruned_qat_model_with_an_all_zero_channel_converts_without_loss(made, t
     """Pruning can zero a whole output channel; its learned weight range is then [0, 0], which the int8
     converter must not turn into a bias it cannot represent (the channel's batch norm still adds one)."""
     import tf_keras as keras
-    from edgeclf.optimize import quantize
+    from edgeclf.training.optimize import quantize
 
     model = _cnn(keras)
     conv, bn = model.layers[1], model.layers[2]

@@ -12,7 +12,8 @@ from edgeclf.artifact import Preprocess
 from edgeclf.data import load_dataset, load_digits, load_folder, split, stratified_subset
 from edgeclf.data.loaders import DEBIAN_FASHION_MNIST
 from edgeclf.errors import DataError
-from edgeclf.preprocess import load_image, prepare
+from edgeclf.runtime.images import load_image
+from edgeclf.runtime.preprocess import prepare
 
 
 def make_folder(root: Path, classes=("a", "b", "c"), per_class: int = 12, size: int = 20) -> Path:

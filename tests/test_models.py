@@ -20,7 +20,7 @@ from edgeclf.errors import ModelNotFoundError
 from edgeclf.models import ModelConfigError, WeightsError, build, set_trainable
 from edgeclf.models.efficientnet_lite import block_plan, imagenet_weights_file, load_state_dict
 from edgeclf.models.torch_weights import LEGACY_MAGIC, read_state_dict
-from edgeclf.preprocess import prepare
+from edgeclf.runtime.preprocess import prepare
 
 LITE0 = models.spec("efficientnet_lite0")
 

@@ -12,8 +12,8 @@ import pytest
 
 from edgeclf import DeviceUnavailableError, ImageError, InvalidModelError, ModelNotFoundError, Runtime
 from edgeclf.artifact import Preprocess
-from edgeclf.backends import onnx_providers
-from edgeclf.preprocess import InputEncoder, prepare
+from edgeclf.runtime.devices import onnx_providers
+from edgeclf.runtime.preprocess import InputEncoder, prepare
 
 from conftest import CLASSES, SIZE
 

@@ -28,11 +28,11 @@ from click.testing import CliRunner
 from edgeclf.cli import main
 from edgeclf.fileio import atomic_write_bytes
 from edgeclf.runtime import Runtime
-from edgeclf.safe_decode import ImageTooLarge, UnsupportedImage, decode_untrusted, read_header
-from edgeclf.serve import exposure_warning
-from edgeclf.serve_live import LiveFeed
-from edgeclf.serve_metrics import serve_metrics
-from edgeclf.sources import SourceError
+from edgeclf.runtime.images import ImageTooLarge, UnsupportedImage, decode_untrusted, read_header
+from edgeclf.serve.app import exposure_warning
+from edgeclf.serve.live import LiveFeed
+from edgeclf.serve.metrics import serve_metrics
+from edgeclf.camera.sources import SourceError
 
 from conftest import CLASSES
 

@@ -39,7 +39,7 @@ class Interrupt:
 
 
 def test_resume_continues_after_interruption(tmp_path):
-    from edgeclf.training import train
+    from edgeclf.training.trainer import train
 
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -57,7 +57,7 @@ def test_resume_continues_after_interruption(tmp_path):
 
 @pytest.fixture(scope="module")
 def pruned_qat_run(tmp_path_factory):
-    from edgeclf.training import train
+    from edgeclf.training.trainer import train
 
     return train(digits(), out=tmp_path_factory.mktemp("runs") / "pq", epochs=1, freeze_epochs=0, prune=0.5,
                  prune_epochs=1, qat=True, qat_epochs=1, **TINY)
@@ -65,8 +65,8 @@ def pruned_qat_run(tmp_path_factory):
 
 def test_prune_and_qat_write_a_complete_run_folder(pruned_qat_run):
     from edgeclf.artifact import read_metadata
-    from edgeclf.keras_io import load_model
-    from edgeclf.optimize import sparsity
+    from edgeclf.training.keras_io import load_model
+    from edgeclf.training.optimize import sparsity
 
     run = pruned_qat_run
     for name in ("model.keras", "metadata.json", "hparams.json", "metrics.json", "history.csv", "calib.npz",
@@ -136,7 +136,7 @@ def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
     from click.testing import CliRunner
 
     from edgeclf.cli import main
-    from edgeclf.convert import convert
+    from edgeclf.conversion.pipeline import convert
 
     run = pruned_qat_run
     result = CliRunner().invoke(main, ["eval", str(run), str(run / "test.npz"), "--json", "-o", str(tmp_path / "e")])
@@ -171,8 +171,8 @@ def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
 def test_qat_run_float_files_come_from_its_float_model(pruned_qat_run, tmp_path):
     """A QAT run keeps its float model; fp32 files are made from it (exact), int8 from the QAT model."""
     from edgeclf.artifact import read_metadata
-    from edgeclf.convert import convert
-    from edgeclf.keras_io import FLOAT_MODEL_FILE, load_model
+    from edgeclf.conversion.pipeline import convert
+    from edgeclf.training.keras_io import FLOAT_MODEL_FILE, load_model
 
     run = pruned_qat_run
     assert not any("quant" in layer.name for layer in load_model(run / FLOAT_MODEL_FILE).layers)
@@ -242,7 +242,7 @@ def test_explain_writes_a_heat_map(pruned_qat_run, tmp_path):
 
 def test_a_bad_data_set_leaves_no_run_folder(tmp_path):
     from edgeclf.errors import DataError
-    from edgeclf.training import train
+    from edgeclf.training.trainer import train
 
     (tmp_path / "data" / "cats").mkdir(parents=True)
     with pytest.raises(DataError, match="class folder has no images"):
@@ -258,7 +258,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[2])
 from test_training import TINY, digits
-from edgeclf.training import train
+from edgeclf.training.trainer import train
 run = train(digits(), out=sys.argv[1], epochs=1, freeze_epochs=0, prune=0.5, prune_epochs=1, qat=True,
             qat_epochs=1, strategy="mirrored", **TINY)
 print(json.dumps(json.loads((run / "metrics.json").read_text())))
@@ -281,7 +281,7 @@ import json, os, sys
 os.environ["TF_CONFIG"] = sys.argv[1]
 sys.path.insert(0, sys.argv[3])
 from test_training import TINY, digits
-from edgeclf.training import train
+from edgeclf.training.trainer import train
 run = train(digits(), out=sys.argv[2], epochs=1, freeze_epochs=0, strategy="multiworker", **TINY)
 print(json.dumps(json.loads((run / "metrics.json").read_text())["replicas"]))
 """

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from .. import __version__
-from ..errors import EdgeclfError
+from edgeclf._version import __version__
+from edgeclf.errors import EdgeclfError
 
 COMMANDS = {
     "info": "Show a model file's metadata, inputs, outputs and backend.",

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from ..backends import DEVICES
-from ..formats import QUANT_MODES
-from .options import model_options, runtime_kwargs
+from edgeclf.runtime.devices import DEVICES
+from edgeclf.artifact.formats import QUANT_MODES
+from edgeclf.cli.options import model_options, runtime_kwargs
 
 
 def _devices(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -65,8 +65,8 @@ def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: i
         batch: list[int], data: str | None, quant: str, json_out: str | None, csv_out: str | None,
         plot_out: str | None, reference: str | None, tolerance: float, **kwargs: Any) -> None:
     """Benchmark MODELS (.tflite / .onnx files, or a training run folder converted to every format)."""
-    from .. import bench_report
-    from ..bench import bench, compare, load_reference, problems
+    from edgeclf.benchmark import report as bench_report
+    from edgeclf.benchmark.session import bench, compare, load_reference, problems
 
     if plot_out:
         bench_report.require_matplotlib()

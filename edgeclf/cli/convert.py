@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from ..formats import FORMAT_NAMES, IO_TYPES, QUANT_MODES
-from .options import model_options
+from edgeclf.artifact.formats import FORMAT_NAMES, IO_TYPES, QUANT_MODES
+from edgeclf.cli.options import model_options
 
 
 def _names(valid: tuple[str, ...]) -> Any:
@@ -44,8 +44,8 @@ def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, cali
         **kwargs: Any) -> None:
     """Convert MODEL (a training run folder, .keras, .h5 or SavedModel folder) for edge devices."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from ..convert import convert
-    from .options import runtime_kwargs
+    from edgeclf.conversion.pipeline import convert
+    from edgeclf.cli.options import runtime_kwargs
 
     convert(model, to=to, quant=quant, io=io, calib=calib, calib_samples=calib_samples, check=check, opset=opset,
             out=out, thresholds=min_agreement, keep_failed=keep_failed, allow_select_ops=allow_select_ops,

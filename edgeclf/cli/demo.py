@@ -13,5 +13,5 @@ import click
               help="imagenet (offline for EfficientNet-Lite0/1/2), none, or a weights file.")
 def cmd(out: str, quick: bool, arch: str, weights: str) -> None:
     """Train, optimise, convert, benchmark and explain a classifier on Fashion-MNIST; write report.md/.html."""
-    from ..demo import demo
+    from edgeclf.demo.pipeline import demo
     demo(out, quick=quick, arch=arch, weights=None if weights.lower() == "none" else weights)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, model_options, runtime_kwargs
 
 
 @click.command("eval")
@@ -22,8 +22,8 @@ from .options import device_options, model_options, runtime_kwargs
 def cmd(model: str, data: str, limit: int | None, out: str | None, as_json: bool, **kwargs: Any) -> None:
     """Evaluate MODEL (run folder, .keras/.h5, .tflite, .onnx) on DATA (class folders, a run's test.npz, or
     fashion_mnist / digits / mnist / cifar10)."""
-    from ..evaluate import evaluate
-    from ..metrics import print_report
+    from edgeclf.evaluation.evaluate import evaluate
+    from edgeclf.metrics import print_report
 
     path = Path(model)
     out = out or str(path.parent / f"{path.stem if path.is_file() else path.name}-eval")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, model_options, runtime_kwargs
 
 
 @click.command("info")
@@ -16,7 +16,7 @@ from .options import device_options, model_options, runtime_kwargs
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a summary.")
 def cmd(model: str, as_json: bool, **kwargs: Any) -> None:
     """Show MODEL's metadata, inputs and outputs (dtype, quantisation), size and backend."""
-    from ..runtime import Runtime
+    from edgeclf.runtime import Runtime
     d = Runtime(model, **runtime_kwargs(kwargs)).describe()
     if as_json:
         click.echo(json.dumps(d, indent=2))

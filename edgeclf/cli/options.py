@@ -5,8 +5,8 @@ from typing import Any, Callable
 
 import click
 
-from ..artifact import COLOR_ORDERS, RESIZE_POLICIES
-from ..backends import DEVICES
+from edgeclf.artifact import COLOR_ORDERS, RESIZE_POLICIES
+from edgeclf.runtime.devices import DEVICES
 
 
 def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, model_options, runtime_kwargs
 
 
 @click.command("predict")
@@ -18,13 +18,12 @@ from .options import device_options, model_options, runtime_kwargs
 @device_options
 def cmd(model: str, images: tuple[str, ...], top_k: int, as_json: bool, **kwargs: Any) -> None:
     """Classify IMAGES with MODEL (.tflite or .onnx) and print the top classes."""
-    from ..runtime import Runtime
+    from edgeclf.runtime import Runtime
     rt = Runtime(model, **runtime_kwargs(kwargs))
     for image in images:
         preds = rt.predict(image, top_k=top_k)
         if as_json:
-            click.echo(json.dumps({"image": image, "predictions": [
-                {"index": p.index, "label": p.label, "score": round(p.score, 6)} for p in preds]}))
+            click.echo(json.dumps({"image": image, "predictions": [p.to_dict() for p in preds]}))
         else:
             click.echo(image)
             for p in preds:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, model_options, runtime_kwargs
 
 DEFAULT_VIDEO_FPS = 30.0  # container rate for --save when neither the source nor --fps gives one
 
@@ -43,9 +43,9 @@ def cmd(model: str, source: str, headless: bool, json_out: str | None, save: str
     """Classify frames from --source with MODEL; show them, or write JSON lines and/or an annotated video."""
     import cv2
 
-    from ..camera import stop_on_signals, stream
-    from ..runtime import Runtime
-    from ..sinks import JsonLinesSink, VideoSink, Window, annotate, window_available
+    from edgeclf.camera import stop_on_signals, stream
+    from edgeclf.runtime import Runtime
+    from edgeclf.camera.sinks import JsonLinesSink, VideoSink, Window, annotate, window_available
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # failures reach the user as one line
     runtime = Runtime(model, **runtime_kwargs(kwargs))

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, model_options, runtime_kwargs
 
 
 @click.command("serve")
@@ -37,33 +37,9 @@ def cmd(model: str, source: str | None, host: str, port: int, token: str | None,
         height: int | None, **kwargs: Any) -> None:
     """Serve a live page (camera stream, top-k, FPS, uploads, feedback) and a JSON API for MODEL."""
     try:
-        from .. import serve
+        from edgeclf.serve import serve
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"'edgeclf serve' needs {(exc.name or '?').split('.')[0]}, which is not installed "
                                    "(pip install 'edgeclf[serve]')") from None
-    from ..runtime import Runtime
-    from ..serve_live import LiveFeed
-    from ..serve_metrics import serve_metrics
-
-    warning = serve.exposure_warning(host, token)
-    if warning:
-        click.echo(warning, err=True)
-    try:
-        sock = serve.bind(host, port)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    rt_kwargs = runtime_kwargs(kwargs)
-    runtime = Runtime(model, **rt_kwargs)
-    metrics = serve_metrics()
-    feed = None
-    if source is not None:  # the camera loop gets its own interpreter: uploads never wait for it
-        feed = LiveFeed(Runtime(model, **rt_kwargs), source, metrics, top_k=top_k, fps=fps, width=width, height=height)
-    options = serve.ServeOptions(host=host, token=token, samples=samples,
-                                 max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1e6),
-                                 top_k=top_k)
-    name, bound_port = sock.getsockname()[:2]
-    shown = f"[{name}]" if ":" in name else name
-    click.echo(f"edgeclf serve: http://{shown}:{bound_port}/  model {model}, "
-               f"{'source ' + feed.source.name if feed else 'uploads only'}"
-               f"{', token required' if token else ''}{f', samples -> {samples}' if samples else ''}")
-    serve.run(serve.create_app(runtime, feed, options, metrics), sock)
+    serve(model, source=source, host=host, port=port, token=token, samples=samples, max_upload_mb=max_upload_mb,
+          max_megapixels=max_megapixels, top_k=top_k, fps=fps, width=width, height=height, **runtime_kwargs(kwargs))

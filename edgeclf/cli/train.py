@@ -17,7 +17,8 @@ import click
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate of the head-only stage.")
 @click.option("--fine-tune-lr", type=float, help="Learning rate after it (default lr/10 when pretrained).")
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a weights file.")
-@click.option("--freeze-epochs", type=click.IntRange(min=0), default=3, show_default=True, help="Head-only epochs.")
+@click.option("--freeze-epochs", type=click.IntRange(min=0), default=None,
+              help="Head-only epochs (default 3, fewer when --epochs is short).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option("--early-stopping", type=click.IntRange(min=0), default=0, show_default=True,
               help="Patience in epochs on validation loss (0: off).")
@@ -37,8 +38,8 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 def cmd(data: str, out: str | None, resume: bool, limit: int | None, mixup: float, cutmix: float, **hp: Any) -> None:
     """Train on DATA: a class-per-folder directory or fashion_mnist / digits / mnist / cifar10."""
-    from ..data.augment import Augment
-    from ..training import train
+    from edgeclf.data.augment import Augment
+    from edgeclf.training.trainer import train
 
     if (resume or hp.get("strategy") == "multiworker") and not out:
         raise click.UsageError(f"--{'resume' if resume else 'strategy multiworker'} needs --out RUN_FOLDER "

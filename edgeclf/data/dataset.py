@@ -7,8 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..artifact import Preprocess
-from ..preprocess import load_image, prepare
+from edgeclf.artifact import Preprocess
+from edgeclf.errors import DataError
+from edgeclf.runtime.images import load_image
+from edgeclf.runtime.preprocess import prepare
 
 
 @dataclass
@@ -52,8 +54,7 @@ class Dataset:
     def prepared(self, pre: Preprocess) -> np.ndarray:
         """All images resized exactly as the Runtime does (``prepare``): N,H,W,C uint8 in the model's colour order."""
         h, w = pre.input_size
-        channels = 1 if pre.color == "GRAY" else 3
-        out = np.empty((len(self), h, w, channels), np.uint8)
+        out = np.empty((len(self), h, w, pre.channels), np.uint8)
         for i in range(len(self)):
             out[i] = prepare(self.image_bgr(i), pre)
         return out
@@ -64,9 +65,11 @@ class Dataset:
 
 
 def folder_name(label: str) -> str:
-    """The class-per-folder name for ``label``: path separators and characters file systems refuse become '_'
-    (Fashion-MNIST's "T-shirt/top" is the folder "T-shirt_top"); matching folders to labels uses the same rule."""
-    return "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in label).strip() or "_"
+    """The class-per-folder name for ``label``, the one rule for every folder edgeclf writes or matches: path
+    separators, characters file systems refuse and leading dots become '_' (Fashion-MNIST's "T-shirt/top" is the
+    folder "T-shirt_top"; a label ".." can never name a parent folder)."""
+    name = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in label).strip()
+    return ("_" + name[1:] if name.startswith(".") else name) or "_"
 
 
 def to_rgb_uint8(images: np.ndarray) -> np.ndarray:
@@ -79,3 +82,22 @@ def to_rgb_uint8(images: np.ndarray) -> np.ndarray:
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
     return np.ascontiguousarray(images)
+
+
+def class_map(data_classes: list[str], model_labels: list[str], source: str, by_position: bool = False) -> np.ndarray:
+    """The model output index of each data class, the one rule for eval, bench and the demo: by folder-safe
+    name; by position only when asked (prepared images, a built-in set) or when the model has no names of its
+    own (labels "0".."N-1") and the counts match; otherwise an error naming the classes, never a guess."""
+    unnamed = model_labels == [str(i) for i in range(len(model_labels))]
+    if by_position or not model_labels or (unnamed and len(data_classes) == len(model_labels)):
+        if model_labels and len(data_classes) > len(model_labels):
+            raise DataError(f"{source}: {len(data_classes)} classes but the model has {len(model_labels)} outputs")
+        return np.arange(len(data_classes))
+    by_folder = {folder_name(label): i for i, label in enumerate(model_labels)}
+    missing = [c for c in data_classes if folder_name(c) not in by_folder]
+    if missing:
+        shown = ", ".join(model_labels[:10]) + (", ..." if len(model_labels) > 10 else "")
+        raise DataError(f"{source}: class folder(s) {', '.join(missing[:5])} are not among the model's "
+                        f"{len(model_labels)} labels ({shown}); name the class folders after the labels "
+                        "(or pass --labels)")
+    return np.asarray([by_folder[folder_name(c)] for c in data_classes])

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ImageError
-from ..preprocess import load_image
+from edgeclf.errors import DataError, ImageError
+from edgeclf.runtime.images import IMAGE_SUFFIXES, load_image
 from .dataset import Dataset, to_rgb_uint8
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot"]

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import Preprocess
-from ..preprocess import load_image, prepare
+from edgeclf.artifact import Preprocess
+from edgeclf.runtime.images import load_image
+from edgeclf.runtime.preprocess import prepare
 from .augment import Augment, augment_batch
 from .dataset import Dataset
 

@@ -12,12 +12,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..artifact import Preprocess
+from edgeclf.artifact.metadata import Preprocess
 from .errors import ModelConfigError, WeightsError
 from .finetune import backbone_units, set_trainable
 
 __all__ = ["ModelSpec", "SPECS", "ModelConfigError", "WeightsError", "build", "spec", "list_models",
-           "preprocess_for", "set_trainable", "backbone_units"]
+           "preprocess_for", "check", "set_trainable", "backbone_units"]
 
 CROP_RATIO = 0.875  # ImageNet evaluation convention: resize the short side to size/0.875, centre crop
 
@@ -99,6 +99,23 @@ def _weights(weights: str | os.PathLike | None) -> str | os.PathLike | None:
     return weights
 
 
+def check(name: str, input_size: int | tuple[int, int] | None = None, dropout: float = 0.2,
+          **opts: Any) -> tuple[ModelSpec, tuple[int, int]]:
+    """The spec and (h, w) for these build settings, or ``ModelConfigError`` naming what the registry refuses.
+
+    Training settings call this when they are made, so a bad name or value fails before any data loads.
+    """
+    s = spec(name)
+    size = _size(s, input_size)
+    if not 0.0 <= dropout < 1.0:
+        raise ModelConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
+    unknown = sorted(set(opts) - set(s.options))
+    if unknown:
+        allowed = ", ".join(s.options) or "none"
+        raise ModelConfigError(f"{name}: unknown option(s) {', '.join(unknown)} (allowed: {allowed})")
+    return s, size
+
+
 def build(name: str, num_classes: int, input_size: int | tuple[int, int] | None = None,
           weights: str | os.PathLike | None = "imagenet", dropout: float = 0.2, **opts: Any) -> Any:
     """Build ``name`` as a flat tf-keras classifier with a softmax head over ``num_classes``.
@@ -107,15 +124,8 @@ def build(name: str, num_classes: int, input_size: int | tuple[int, int] | None 
     1000), ``None``/``"none"`` (random), or a weights file path. Other classes get a fresh head.
     ``opts`` are the spec's ``options`` (``alpha`` for mobilenet_v2).
     """
-    s = spec(name)
-    size = _size(s, input_size)
+    s, size = check(name, input_size, dropout, **opts)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ModelConfigError(f"{name}: num_classes must be a positive int, got {num_classes!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ModelConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
-    unknown = sorted(set(opts) - set(s.options))
-    if unknown:
-        allowed = ", ".join(s.options) or "none"
-        raise ModelConfigError(f"{name}: unknown option(s) {', '.join(unknown)} (allowed: {allowed})")
     builder = importlib.import_module(f"{__name__}.{s.family}")
     return builder.build(s, num_classes, size, _weights(weights), dropout, **opts)

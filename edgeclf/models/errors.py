@@ -1,7 +1,7 @@
 """Errors of the model registry: an architecture or option it does not offer, and weights it cannot load."""
 from __future__ import annotations
 
-from ..errors import EdgeclfError
+from edgeclf.errors import EdgeclfError
 
 
 class ModelConfigError(EdgeclfError, ValueError):

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelNotFoundError
+from edgeclf.errors import ModelNotFoundError, first_line
 from .errors import WeightsError
 
 
@@ -38,4 +38,4 @@ def load_keras_weights(model: Any, path: str | os.PathLike) -> None:
         model.load_weights(str(p))
     except Exception as exc:  # h5py / TF raise many types for a corrupt or mismatched file
         raise WeightsError(f"{p}: cannot load these weights into {model.name} "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+                           f"({type(exc).__name__}: {first_line(exc, 200)})") from None

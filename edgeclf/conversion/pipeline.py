@@ -1,0 +1,315 @@
+"""``edgeclf.convert``: a Keras classifier to TFLite / ONNX / Edge TPU / TensorRT files, each parity-gated.
+
+Every file is built in a scratch folder, checked against the source model on the calibration (or check)
+images through ``Runtime``, then written under its final name with the artifact metadata and the parity
+figures embedded. A file that fails the gate is not written (unless ``keep_failed``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgeclf.artifact import write_metadata
+from edgeclf.conversion.calibration import images_from_dir, images_from_npz, random_images
+from edgeclf.conversion.source import Source, has_float_model, load_source
+from edgeclf.errors import ConversionError, DataError
+from edgeclf.fileio import atomic_path, atomic_write_text
+from edgeclf.artifact.formats import FORMATS, IO_TYPES, QUANT_MODES, Format, get_format
+from edgeclf.conversion.parity import DEFAULT_THRESHOLDS, Parity, check_parity, source_probabilities
+from edgeclf.artifact import inspect_tflite_file
+from edgeclf.runtime.outputs import looks_like_probabilities
+
+CHECK_LIMIT = 1000
+
+
+@dataclass
+class ConvertResult:
+    """One written (or refused) file: what it is, how big, how long it took and how well it agrees."""
+
+    format: str
+    quant: str
+    path: Path | None
+    size_bytes: int
+    seconds: float
+    parity: Parity | None
+    kept: bool = True
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "quant": self.quant, "path": str(self.path) if self.path else None,
+                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3), "kept": self.kept,
+                "parity": self.parity.to_dict() if self.parity else None, "notes": self.notes, "extra": self.extra}
+
+
+def _split(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [s.strip().lower() for s in items if s.strip()]
+
+
+def plan(to: str | Sequence[str], quant: str | Sequence[str] | None) -> list[tuple[Format, str]]:
+    """The (format, quantisation) jobs asked for; unknown or unsupported names are one-line errors."""
+    names = _split(to) or ["tflite"]
+    quants = _split(quant)
+    for q in quants:
+        if q not in QUANT_MODES:
+            raise ConversionError(f"unknown quantisation {q!r}; choose from {', '.join(QUANT_MODES)}")
+    everything = "all" in names
+    fmts = list(FORMATS) if everything else [get_format(n) for n in dict.fromkeys(names)]
+    jobs = []
+    for fmt in fmts:
+        wanted = quants or [fmt.default_quant]
+        unsupported = [q for q in wanted if q not in fmt.quants]
+        if unsupported and not everything:
+            raise ConversionError(f"format {fmt.name} has no {unsupported[0]} mode; it supports {', '.join(fmt.quants)}")
+        jobs += [(fmt, q) for q in wanted if q in fmt.quants]
+    if not jobs:
+        raise ConversionError(f"no format supports {', '.join(quants)}")
+    return jobs
+
+
+def _threshold(thresholds: float | dict[str, float] | None, quant: str) -> float:
+    if isinstance(thresholds, (int, float)):
+        return float(thresholds)
+    return {**DEFAULT_THRESHOLDS, **(thresholds or {})}[quant]
+
+
+class _Converter:
+    """State shared by the jobs of one ``convert`` call: source, images, reference outputs, scratch folder."""
+
+    def __init__(self, src: Source, out: Path, io: str, calib: np.ndarray | None, check: np.ndarray,
+                 check_source: str, opset: int, thresholds: float | dict[str, float] | None,
+                 keep_failed: bool, allow_select_ops: bool, scratch: Path, say: Any) -> None:
+        self.src, self.out, self.io, self.calib = src, out, io, calib
+        self.check, self.check_source, self.opset = check, check_source, opset
+        self.thresholds, self.keep_failed, self.allow_select_ops = thresholds, keep_failed, allow_select_ops
+        self.scratch, self.say = scratch, say
+        self.reference = source_probabilities(src.model, check, src.metadata.preprocess, src.metadata.output)
+        self.done: dict[tuple[str, str], ConvertResult] = {}
+
+    # -- building blocks --------------------------------------------------------------------------
+    def _tflite_bytes(self, quant: str) -> bytes:
+        from edgeclf.conversion.tflite import to_tflite
+        return to_tflite(self.src.model, self.src.input_shape, quant, self.io, self.calib, self.src.metadata.preprocess,
+                         qat=self.src.is_qat, allow_select_ops=self.allow_select_ops, source=str(self.src.path))
+
+    def _onnx_file(self, name: str, quant: str) -> Path:
+        from edgeclf.conversion.onnx import quantize_onnx, to_onnx
+        fp32 = to_onnx(self.src.model, self.src.input_shape, self.scratch / f"fp32-{name}", self.opset, str(self.src.path))
+        if quant != "int8" or self.src.is_qat:  # a QAT model's fake-quant ops already export as QDQ
+            return fp32
+        return quantize_onnx(fp32, self.scratch / name, self.calib, self.src.metadata.preprocess)
+
+    def _quant_label(self, quant: str) -> str:
+        return "qat-int8" if quant == "int8" and self.src.is_qat else quant
+
+    def _finish(self, fmt: Format, quant: str, built: Path, final: Path, t0: float, threshold_quant: str,
+                extra: dict[str, Any], notes: list[str]) -> ConvertResult:
+        """Parity-check ``built``; write it to ``final`` with metadata when it passes (or keep_failed)."""
+        meta = self.src.metadata.replace(quantization=self._quant_label(quant),
+                                         extra={**self.src.metadata.extra,
+                                                "conversion": {"format": fmt.name, "io": self.io, **extra}})
+        write_metadata(built, meta)  # so Runtime reads the file exactly as the device will
+        flex = [op for op in (inspect_tflite_file(built).custom_ops if built.suffix == ".tflite" else []) if op.startswith("Flex")]
+        if flex:
+            raise ConversionError(f"{final.name}: uses TF Select ops ({', '.join(flex)}), which the parity check's "
+                                  "interpreter (ai-edge-litert) cannot run, so the file cannot be verified")
+        t_parity = time.perf_counter()
+        parity = check_parity(self.reference, built, self.check, _threshold(self.thresholds, threshold_quant),
+                              self.check_source)
+        extra = {**extra, "parity_seconds": round(time.perf_counter() - t_parity, 2)}
+        meta.extra["parity"] = parity.to_dict()
+        kept = parity.passed or self.keep_failed
+        if kept:
+            write_metadata(built, meta, final)
+        return ConvertResult(fmt.name, self._quant_label(quant), final if kept else None,
+                             final.stat().st_size if kept else 0, time.perf_counter() - t0, parity, kept, notes, extra)
+
+    # -- one function per format ------------------------------------------------------------------
+    def tflite(self, fmt: Format, quant: str) -> ConvertResult:
+        t0 = time.perf_counter()
+        name = fmt.filename(self.src.stem, quant)
+        built = self.scratch / name
+        built.write_bytes(self._tflite_bytes(quant))
+        return self._finish(fmt, quant, built, self.out / name, t0, quant, {}, [])
+
+    def edgetpu(self, fmt: Format, quant: str) -> ConvertResult:
+        from edgeclf.conversion.edgetpu import SCRIPT, check_edgetpu_ready, compile_edgetpu, find_compiler, format_report
+        if self.io == "float32":
+            raise ConversionError("Edge TPU needs full-integer input/output: use --io uint8 (default) or int8")
+        t0 = time.perf_counter()
+        ready = self.done.get(("tflite", quant)) or self.tflite(get_format("tflite"), quant)
+        if not ready.kept or ready.path is None or not ready.parity or not ready.parity.passed:
+            return ConvertResult(fmt.name, ready.quant, None, 0, time.perf_counter() - t0, ready.parity, False)
+        check_edgetpu_ready(ready.path)
+        compiler = find_compiler()
+        if compiler is None:
+            note = (f"edgetpu_compiler not found: wrote the compiler-ready {ready.path.name}; "
+                    f"compile it on x86-64 Linux with {SCRIPT} {ready.path}")
+            return ConvertResult(fmt.name, ready.quant, ready.path, ready.size_bytes, time.perf_counter() - t0,
+                                 ready.parity, True, [note], {"compiled": False})
+        compiled, report = compile_edgetpu(ready.path, self.scratch, compiler)
+        self.say(f"Edge TPU operations for {ready.path.name}:\n{format_report(report)}")
+        meta = self.src.metadata.replace(quantization=ready.quant, extra={
+            **self.src.metadata.extra, "parity": {**ready.parity.to_dict(), "measured_on": ready.path.name},
+            "conversion": {"format": fmt.name, "io": self.io, "edgetpu": report}})
+        final = write_metadata(compiled, meta, self.out / compiled.name)
+        return ConvertResult(fmt.name, ready.quant, final, final.stat().st_size, time.perf_counter() - t0,
+                             ready.parity, True, [f"parity measured on the CPU int8 file {ready.path.name}"],
+                             {"compiled": True, "edgetpu": report})
+
+    def onnx(self, fmt: Format, quant: str) -> ConvertResult:
+        t0 = time.perf_counter()
+        name = fmt.filename(self.src.stem, quant)
+        built = self._onnx_file(name, quant)
+        return self._finish(fmt, quant, built, self.out / name, t0, quant, {"opset": self.opset}, [])
+
+    def tensorrt(self, fmt: Format, quant: str) -> ConvertResult:
+        from edgeclf.conversion.tensorrt import (SCRIPT, calibration_ranges, find_trtexec, trtexec_command,
+                                       write_calibration_cache)
+        t0 = time.perf_counter()
+        name = fmt.filename(self.src.stem, quant)
+        final = self.out / name
+        built = self._onnx_file(name, "fp32")
+        cache = final.with_suffix(".calib") if quant == "int8" else None
+        engine = final.with_name(f"{self.src.stem}_{quant}.engine")
+        trtexec = find_trtexec()
+        extra: dict[str, Any] = {"opset": self.opset, "precision": quant,
+                                 "trtexec": trtexec_command(final.name, engine.name, quant, cache.name if cache else None),
+                                 "calibration_cache": cache.name if cache else None}
+        notes = [f"parity measured on the ONNX the engine is built from (ONNX Runtime CPU); the {quant} engine "
+                 "itself is checked only on the Jetson"]
+        result = self._finish(fmt, quant, built, final, t0, "fp32", extra, notes)
+        if not result.kept:
+            return result
+        if cache is not None:
+            write_calibration_cache(calibration_ranges(final, self.calib, self.src.metadata.preprocess), cache)
+        if trtexec is None:
+            result.notes.append(f"trtexec not found: build the engine on the Jetson with {SCRIPT} {final} {quant}")
+            return result
+        with atomic_path(engine) as tmp:
+            run = subprocess.run(trtexec_command(final, tmp, quant, cache, trtexec=trtexec), capture_output=True, text=True)
+            if run.returncode != 0:
+                last = next((ln for ln in reversed((run.stdout + run.stderr).splitlines()) if ln.strip()), "")
+                raise ConversionError(f"{final}: trtexec failed (exit {run.returncode}): {last.strip()}")
+        result.extra["engine"] = engine.name
+        return result
+
+
+def _images(src: Source, calib: str | os.PathLike | None, calib_samples: int, check: str | os.PathLike | None,
+            need_calib: bool) -> tuple[np.ndarray | None, np.ndarray, str]:
+    pre = src.metadata.preprocess
+    images = None
+    if calib is not None:
+        images = images_from_dir(calib, pre, calib_samples)
+    elif src.calib_npz is not None:
+        images = images_from_npz(src.calib_npz, pre, calib_samples)
+    if need_calib and images is None:
+        raise DataError(f"{src.path}: int8 conversion needs calibration images: pass --calib DIR "
+                        "(a folder of representative images)")
+    if check is not None:
+        return images, images_from_dir(check, pre, CHECK_LIMIT), f"check ({Path(check).name})"
+    if images is not None:
+        return images, images, "calibration"
+    return None, random_images(pre), "random (no --calib/--check given)"
+
+
+def _settle_output_kind(src: Source) -> None:
+    """Record in the metadata whether the model outputs probabilities or logits (probing it once if unknown)."""
+    if src.metadata.output == "auto":
+        probe = np.asarray(src.model.predict(np.zeros((1, *src.input_shape), np.float32), verbose=0))
+        src.metadata = src.metadata.replace(output="probabilities" if looks_like_probabilities(probe) else "logits")
+
+
+def print_results(results: list[ConvertResult], console: Any = None) -> None:
+    """The short table of what was written: format, quantisation, file, size, agreement, seconds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="edgeclf convert")
+    for col in ("format", "quant", "file", "size", "top-1 agreement", "max |dp|", "seconds"):
+        table.add_column(col, justify="right" if col in ("size", "top-1 agreement", "max |dp|", "seconds") else "left")
+    for r in results:
+        p = r.parity
+        table.add_row(r.format, r.quant, r.path.name if r.path else "(not kept)",
+                      f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-",
+                      (f"{p.agreement:.4f}" + ("" if p.passed else " FAIL")) if p else "-",
+                      f"{p.max_abs_diff:.4f}" if p else "-", f"{r.seconds:.1f}")
+    console = console or Console()
+    console.print(table)
+    for r in results:
+        for note in r.notes:
+            console.print(f"{r.format}: {note}")
+
+
+def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant: str | Sequence[str] | None = None,
+            io: str = "uint8", calib: str | os.PathLike | None = None, calib_samples: int = 200,
+            check: str | os.PathLike | None = None, opset: int = 17,
+            labels: str | os.PathLike | Sequence[str] | None = None,
+            mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
+            color: str | None = None, resize: str | None = None, out: str | os.PathLike = "converted",
+            thresholds: float | dict[str, float] | None = None, keep_failed: bool = False,
+            allow_select_ops: bool = False, verbose: bool = True) -> list[ConvertResult]:
+    """Convert MODEL (run folder, .keras, .h5, SavedModel) to each ``to`` format and ``quant`` mode.
+
+    ``to``/``quant`` take one name, a comma-separated string or a list (``to="all"``: every format, each
+    in the requested modes it supports). Raises ``ConversionError`` naming every file that failed its parity
+    gate; the other files are written and listed in ``<out>/convert_report.json``.
+    """
+    jobs = plan(to, quant)
+    if io not in IO_TYPES:
+        raise ConversionError(f"unknown --io {io!r}; choose from {', '.join(IO_TYPES)}")
+    if not 8 <= int(opset) <= 21:
+        raise ConversionError(f"ONNX opset {opset} is outside the range tf2onnx supports (8..21)")
+    if calib_samples < 1:
+        raise ConversionError(f"calib_samples must be at least 1, got {calib_samples}")
+    from rich.console import Console
+    console = Console(stderr=True, quiet=not verbose)
+    src = load_source(model, labels, mean, std, color, resize)
+    # a QAT run's float files come from its float model: the QAT graph's fake-quant ops have no float meaning
+    float_src = (load_source(model, labels, mean, std, color, resize, float_model=True)
+                 if src.is_qat and has_float_model(model) and any(q != "int8" for _, q in jobs) else src)
+    need_calib = any(q == "int8" and not src.is_qat for _, q in jobs)
+    calib_images, check_images, check_source = _images(src, calib, calib_samples, check, need_calib)
+    for s in {id(src): src, id(float_src): float_src}.values():
+        _settle_output_kind(s)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[ConvertResult] = []
+    with tempfile.TemporaryDirectory(prefix=".edgeclf-convert-", dir=out_dir) as scratch:
+        def converter(s: Source) -> _Converter:
+            return _Converter(s, out_dir, io, calib_images, check_images, check_source, opset, thresholds,
+                              keep_failed, allow_select_ops, Path(scratch), console.print)
+        conv = converter(src)
+        conv_float = converter(float_src) if float_src is not src else conv
+        for fmt, q in jobs:
+            c = conv_float if q != "int8" else conv
+            with console.status(f"converting {src.path.name} to {fmt.title} {q} ..."):
+                result = getattr(c, fmt.name)(fmt, q)
+            c.done[(fmt.name, q)] = result
+            results.append(result)
+    atomic_write_text(out_dir / "convert_report.json", json.dumps(
+        {"model": str(src.path), "results": [r.to_dict() for r in results]}, indent=2))
+    if verbose:
+        print_results(results, console)
+    failed = [r for r in results if r.parity is not None and not r.parity.passed]
+    if failed:
+        error = ConversionError("; ".join(
+            f"{r.format} {r.quant} failed the parity gate: {r.parity.summary()}"
+            + (f" (kept as {r.path})" if r.kept and r.path else " - nothing written") for r in failed))
+        error.results = results  # what was written and what was refused, for API callers
+        raise error
+    return results
+
+
+__all__ = ["convert", "ConvertResult", "plan", "print_results"]
