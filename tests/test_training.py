@@ -90,7 +90,7 @@ def test_prune_and_qat_write_a_complete_run_folder(pruned_qat_run):
 def _pruned_kernels(block: int) -> list[tuple[str, np.ndarray]]:
     """MobileNetV2-0.35 at 32 px pruned to 50 % over a few steps on noise; its stripped (name, kernel) pairs."""
     import tf_keras as keras
-    from edgeclf import optimize
+    from edgeclf.training import optimize
     from edgeclf.models import build
 
     keras.utils.set_random_seed(0)
@@ -207,7 +207,7 @@ def test_qat_activation_ranges_start_from_data_not_tfmot_defaults(preserve_spars
     with ranges unrelated to the data; after init_activation_ranges a fresh QAT model follows the float one."""
     import tf_keras as keras
 
-    from edgeclf import optimize
+    from edgeclf.training import optimize
     from edgeclf.models import build, set_trainable
 
     keras.utils.set_random_seed(0)

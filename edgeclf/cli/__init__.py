@@ -6,6 +6,7 @@ Each subcommand lives in its own module here (``edgeclf/cli/<name>.py`` defining
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from typing import Any
 
@@ -62,5 +63,13 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeclf")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also print debugging messages.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
+def main(verbose: bool, quiet: bool) -> None:
     """edgeclf: image classifiers from training to the device."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("edgeclf")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    log.propagate = False

@@ -42,4 +42,5 @@ def cmd(model: str, source: str | None, host: str, port: int, token: str | None,
         raise click.ClickException(f"'edgeclf serve' needs {(exc.name or '?').split('.')[0]}, which is not installed "
                                    "(pip install 'edgeclf[serve]')") from None
     serve(model, source=source, host=host, port=port, token=token, samples=samples, max_upload_mb=max_upload_mb,
-          max_megapixels=max_megapixels, top_k=top_k, fps=fps, width=width, height=height, **runtime_kwargs(kwargs))
+          max_megapixels=max_megapixels, top_k=top_k, fps=fps, width=width, height=height, announce=click.echo,
+          **runtime_kwargs(kwargs))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgeclf.errors import EdgeclfError
 from edgeclf.runtime import Runtime
@@ -18,8 +18,10 @@ log = logging.getLogger("edgeclf")
 def serve(model: str | os.PathLike, source: str | None = None, host: str = "127.0.0.1", port: int = 8080,
           token: str | None = None, samples: str | os.PathLike | None = None, max_upload_mb: float = 10.0,
           max_megapixels: float = 40.0, top_k: int = 5, fps: float | None = None, width: int | None = None,
-          height: int | None = None, **runtime_kwargs: Any) -> None:
+          height: int | None = None, announce: Callable[[str], Any] = log.info, **runtime_kwargs: Any) -> None:
     """Serve ``model`` on ``host:port`` until SIGINT/SIGTERM; ``source`` adds the live camera page.
+
+    ``announce`` receives the one line with the server's address once it listens (the CLI prints it).
 
     ``runtime_kwargs`` go to ``Runtime`` (device, num_threads, labels, mean, std, ...). Uploads and the camera
     loop each get their own interpreter, so an upload never waits for a camera frame.
@@ -42,7 +44,7 @@ def serve(model: str | os.PathLike, source: str | None = None, host: str = "127.
                            top_k=top_k)
     name, bound_port = sock.getsockname()[:2]
     shown = f"[{name}]" if ":" in name else name
-    log.info(f"edgeclf serve: http://{shown}:{bound_port}/  model {model}, "
+    announce(f"edgeclf serve: http://{shown}:{bound_port}/  model {model}, "
              f"{'source ' + feed.source.name if feed else 'uploads only'}"
              f"{', token required' if token else ''}{f', samples -> {samples}' if samples else ''}")
     run(create_app(runtime, feed, options, metrics), sock)
