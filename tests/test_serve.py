@@ -3,18 +3,20 @@ hostile input, the token, the limits, concurrency, Prometheus output, and the pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,18 +28,21 @@ import pytest
 from click.testing import CliRunner
 
 from edgeclf.cli import main
+from edgeclf.errors import EdgeclfError
 from edgeclf.fileio import atomic_write_bytes
 from edgeclf.runtime import Runtime
 from edgeclf.runtime.images import ImageTooLarge, UnsupportedImage, decode_untrusted, read_header
-from edgeclf.serve.app import exposure_warning
+from edgeclf.serve.app import check_exposure
 from edgeclf.serve.live import LiveFeed
 from edgeclf.serve.metrics import serve_metrics
 from edgeclf.camera.sources import SourceError
 
 from conftest import CLASSES
+from fuzz_targets import hidden_frame_jpeg, png_declaring, progressive_scan_bomb
 
 TOKEN = "s3cret-test-token"
 FOLDER_FPS = 10
+HEADER_TIMEOUT_S = 3
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
@@ -112,15 +117,6 @@ def multipart(fields: dict[str, tuple[str, bytes, str] | str], boundary: str = "
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def png_declaring(width: int, height: int) -> bytes:
-    """A valid-looking PNG of a few hundred bytes whose header declares width x height RGB pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = zlib.compress(b"\x00" * (1 + 3 * 64) * 8)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-
-
 def jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
     """A real JPEG with its frame header patched to declare width x height."""
     at = jpeg.find(b"\xff\xc0")
@@ -151,7 +147,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
 def server(tiny_tflite, media, tmp_path_factory):
     samples = tmp_path_factory.mktemp("samples")
     srv = Server([str(tiny_tflite), "--source", str(media["frames"]), "--fps", str(FOLDER_FPS), "--token", TOKEN,
-                  "--samples", str(samples)], media["dir"] / "server.log")
+                  "--samples", str(samples), "--header-timeout", str(HEADER_TIMEOUT_S)], media["dir"] / "server.log")
     srv.samples = samples
     wait_for(lambda: srv.json("GET", "/healthz")[1]["camera"] == "running", timeout=30)
     yield srv
@@ -191,12 +187,16 @@ def test_header_sizes_match_the_decoder_for_every_accepted_format():
         decode_untrusted(b"GIF89a" + bytes(100), max_pixels=10**6)
 
 
-def test_network_exposure_without_token_warns():
+def test_network_exposure_needs_a_token_or_insecure(tiny_tflite):
     for host in ("0.0.0.0", "::", "192.168.1.20", "edge.local"):
-        assert "without --token" in exposure_warning(host, None)
-        assert exposure_warning(host, "t") is None
+        with pytest.raises(EdgeclfError, match="without --token"):
+            check_exposure(host, None, insecure=False)
+        assert "--insecure" in check_exposure(host, None, insecure=True)
+        assert check_exposure(host, "t", insecure=False) is None
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
-        assert exposure_warning(host, None) is None
+        assert check_exposure(host, None, insecure=False) is None
+    res = CliRunner().invoke(main, ["serve", str(tiny_tflite), "--host", "0.0.0.0", "--port", "0"])
+    assert res.exit_code == 1 and "refusing to serve on 0.0.0.0 without --token" in res.output
 
 
 def test_cli_errors_are_one_line(tiny_tflite, tmp_path):
@@ -353,6 +353,89 @@ def test_decompression_bombs_are_refused_before_decoding(server, media):
     status, out = server.json("POST", "/predict", body=png_declaring(64, 8), headers={"Content-Type": "image/png"},
                               token=TOKEN)
     assert status == 200 and out["image"]["width"] == 64
+
+
+def process_tree_peak_kb(pid: int) -> dict[int, int]:
+    """Peak RSS (VmHWM, kB) of ``pid`` and each of its child processes (the decoder workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    peaks = {}
+    for p in [pid, *map(int, children)]:
+        with contextlib.suppress(FileNotFoundError):
+            peaks[p] = int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{p}/status").read_text()).group(1))
+    return peaks
+
+
+def test_lying_and_costly_images_are_refused_with_bounded_memory_and_time(server, media):
+    """Bombs whose declared size lies, progressive-scan bombs, PNG bombs and truncated files: refused quickly,
+    and neither the server nor a decoder worker grows (the 48-megapixel bomb cost 340 MB and 1 s before)."""
+    before = process_tree_peak_kb(server.proc.pid)
+    real = cv2.imencode(".jpg", np.full((6000, 8000, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 10])[1].tobytes()
+    fake_after_end = real + b"\xff\xc0\x00\x11\x08\x00\x10\x00\x10\x03" + bytes(9)
+    png = media["png"].read_bytes()
+    cases = [(hidden_frame_jpeg(), 400, "two frame headers"), (fake_after_end, 413, "8000x6000"),
+             (progressive_scan_bomb(), 413, "scans"), (png_declaring(30000, 30000), 413, "30000x30000"),
+             (real[:len(real) // 3], 413, "8000x6000"), (png[:len(png) // 2], 400, "truncated"),
+             (media["jpg"].read_bytes()[:-200], 400, "not a decodable JPEG")]
+    for body, want, words in cases:
+        t0 = time.monotonic()
+        status, out = server.json("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"}, token=TOKEN)
+        assert status == want and (words is None or words in out["error"]), (status, out)
+        assert time.monotonic() - t0 < 2.0
+    after = process_tree_peak_kb(server.proc.pid)
+    assert len(after) >= 3, after  # the server and its two decoder workers
+    growth = {p: after[p] - before.get(p, 0) for p in after}
+    assert max(growth.values()) < 60_000, growth
+
+
+def test_cross_origin_writes_are_refused(server, media):
+    png = {"Content-Type": "image/png"}
+    status, out = server.json("POST", "/predict", body=media["png"].read_bytes(), token=TOKEN,
+                              headers={**png, "Origin": "http://evil.example"})
+    assert status == 403 and "cross-origin POST refused" in out["error"]
+    assert server.json("POST", "/feedback", body=b"{}", token=TOKEN, headers={"Origin": "null"})[0] == 403
+    status, _ = server.json("POST", "/predict", body=media["png"].read_bytes(), token=TOKEN,
+                            headers={**png, "Origin": f"http://127.0.0.1:{server.port}"})
+    assert status == 200
+
+
+def test_slow_clients_do_not_block_uploads(server, media):
+    """500 connections sending their headers a byte at a time: an upload is still answered within 5 s, and the
+    slow ones are cut off with a JSON 408 once the header deadline passes. Only 127.0.0.1, bounded in time."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 700:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(500):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.sendall(b"GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            slow.append(sock)
+        t_open = time.monotonic()
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.wait(0.25):
+                for sock in slow:
+                    with contextlib.suppress(OSError):
+                        sock.send(b"a")
+
+        dripper = threading.Thread(target=trickle, daemon=True)
+        dripper.start()
+        t0 = time.monotonic()
+        status, out = server.json("POST", "/predict", body=media["png"].read_bytes(), token=TOKEN, timeout=5,
+                                  headers={"Content-Type": "image/png"})
+        upload_s = time.monotonic() - t0
+        assert status == 200 and upload_s < 5, (status, upload_s)
+        time.sleep(max(0.0, HEADER_TIMEOUT_S + 1 - (time.monotonic() - t_open)))
+        stop.set()
+        dripper.join()
+        answers = [sock.recv(4096) for sock in slow[:20]]
+        assert all(a.startswith(b"HTTP/1.1 408") and b"request headers not received" in a for a in answers), answers[:2]
+        print(f"upload with 500 slow connections open: {upload_s:.2f} s")
+    finally:
+        for sock in slow:
+            sock.close()
+    assert server.json("GET", "/healthz")[0] == 200
 
 
 def read_mjpeg(server: Server, count: int, token: str = TOKEN) -> list[bytes]:

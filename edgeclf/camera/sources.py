@@ -19,7 +19,15 @@ from edgeclf.errors import EdgeclfError, ImageError
 from edgeclf.runtime.images import IMAGE_SUFFIXES, load_image
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+_URL_PASSWORD = re.compile(r"(://[^/?#@:\s]*):[^/?#\s]*@")
+_QUERY_SECRET = re.compile(r"([?&;](?:pass(?:word)?|pwd|token|key|secret|auth|sig(?:nature)?)=)[^&;#\s]*",
+                           re.IGNORECASE)
 PICAMERA_RE = re.compile(r"^picamera2?(?::(\d+))?$", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with URL passwords and secret query values masked: ``rtsp://user:***@cam/1?token=***``."""
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 
 class SourceError(EdgeclfError, RuntimeError):
@@ -59,7 +67,7 @@ class OpenCVSource:
         self.target, self.kind, self.backend = target, kind, backend
         self.live = kind != "video file"
         self.requested = {cv2.CAP_PROP_FRAME_WIDTH: width, cv2.CAP_PROP_FRAME_HEIGHT: height, cv2.CAP_PROP_FPS: fps}
-        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.name = f"camera {target}" if isinstance(target, int) else redact_url(str(target))
         self.fps: float | None = None
         self._cap: cv2.VideoCapture | None = None
 

@@ -5,8 +5,9 @@ result), ``POST /predict`` (classify an uploaded image), ``POST /feedback`` (sto
 labelled sample), ``GET /info`` (model and server), ``GET /metrics`` (Prometheus), ``GET /healthz``.
 
 Needs the ``[serve]`` extra (Starlette, uvicorn, python-multipart); nothing else in edgeclf imports this.
-Every rejected request gets a 4xx JSON ``{"error": ...}``; an unexpected failure gets a JSON 500 and the
-server keeps serving.
+Every rejected request gets a JSON ``{"error": ...}`` naming what was refused and why; an unexpected failure
+gets a JSON 500 and the server keeps serving. Uploads are decoded in bounded worker processes
+(``DecodePool``), rate-limited per client, and cross-origin writes are refused.
 """
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import json
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qs
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -33,20 +35,28 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edgeclf.camera.signals import on_stop_signals
-from edgeclf.errors import DataError, ImageError
+from edgeclf.errors import DataError, EdgeclfError, ImageError
 from edgeclf.runtime import Runtime
-from edgeclf.runtime.images import EXTENSIONS, ImageTooLarge, UnsupportedImage, decode_untrusted
+from edgeclf.runtime.decode_pool import DecodeFailed, DecoderBusy, DecodePool
+from edgeclf.runtime.images import EXTENSIONS, ImageTooLarge, UnsupportedImage
 from edgeclf.serve.live import LiveFeed
 from edgeclf.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edgeclf.serve.metrics import Metrics, serve_metrics
+from edgeclf.serve.ratelimit import RateLimiter, retry_after
 from edgeclf.serve.samples import Judged, RecentImages, SampleStore
+from edgeclf.serve.transport import HEADER_TIMEOUT_S
 
 RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "application/octet-stream")
 MULTIPART_OVERHEAD = 64 * 1024      # boundaries and part headers allowed on top of the image limit
 FEEDBACK_MAX_BYTES = 4096
-UPLOAD_TIMEOUT_S = 30.0             # a client that takes longer to send its body frees its upload slot
+BODY_TIMEOUT_S = 15.0               # a client that takes longer to send its body frees its upload slot
+SLOT_WAIT_S = 5.0                   # an upload waits this long for a free slot, then gets 503
 LOOPBACK_NAMES = ("localhost",)
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+NAN_SCORES = "model produced NaN scores"
+# what a refused image is, by the most specific exception: (status, metrics kind)
+IMAGE_REFUSALS = ((ImageTooLarge, 413, "too_many_pixels"), (UnsupportedImage, 415, "unsupported"),
+                  (DecodeFailed, 422, "decode_limit"), (DecoderBusy, 503, "busy"), (ImageError, 400, "undecodable"))
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                 "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; frame-ancestors 'none'",
                 "X-Frame-Options": "DENY"}
@@ -65,14 +75,21 @@ class ServeOptions:
     max_pixels: int = 40_000_000
     top_k: int = 5
     max_concurrent_uploads: int = 4
+    allowed_hosts: tuple[str, ...] = field(default=())  # Host names accepted besides local and IP addresses
+    rate: float = 10.0                                  # /predict requests per second per client (0: no limit)
+    burst: int = 60                                     # ... and at once
+    decode_workers: int = 2
+    decode_seconds: float = 5.0                         # CPU time one upload may take to decode
+    max_connections: int = 1000
+    header_timeout: float = HEADER_TIMEOUT_S            # seconds a client has to send a request's headers
 
 
 class ApiError(Exception):
     """A request rejected with ``status``; ``kind`` labels it in ``edgeclf_errors_total``."""
 
-    def __init__(self, status: int, message: str, kind: str) -> None:
+    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers
 
 
 def is_loopback(host: str) -> bool:
@@ -85,21 +102,52 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_warning(host: str, token: str | None) -> str | None:
-    """The warning to print when the server is reachable from the network without a token."""
+def check_exposure(host: str, token: str | None, insecure: bool) -> str | None:
+    """Refuse (``EdgeclfError``) a network bind without a token unless ``insecure``; then, the warning to log."""
     if token or is_loopback(host):
         return None
-    return (f"edgeclf: warning: serving on {host} without --token: anyone on the network can see the camera, "
-            "classify images and write samples. Pass --token (or set EDGECLF_TOKEN).")
+    if not insecure:
+        raise EdgeclfError(f"refusing to serve on {host} without --token: anyone on the network could see the "
+                           "camera, classify images and write samples. Pass --token (or set EDGECLF_TOKEN), "
+                           "or --insecure to serve without one")
+    return (f"edgeclf: warning: serving on {host} without a token (--insecure): anyone on the network can see the "
+            "camera, classify images and write samples")
+
+
+class HostPolicy:
+    """Which Host headers are answered: the DNS-rebinding defence (a rebound name is never an IP literal).
+
+    On loopback: local names and addresses only. On a network address: also any IP literal and this
+    machine's own name (``name`` and ``name.local``). Either way, the ``allowed`` names (a reverse proxy's).
+    """
+
+    def __init__(self, loopback_only: bool, allowed: tuple[str, ...] = ()) -> None:
+        self.loopback_only = loopback_only
+        names = {a.lower() for a in allowed}
+        if not loopback_only:
+            machine = socket.gethostname().lower()
+            names |= {machine, f"{machine}.local"}
+        self.names = frozenset(names)
+
+    def allows(self, hostname: str) -> bool:
+        hostname = hostname.lower().rstrip(".")
+        if is_loopback(hostname) or hostname in self.names:
+            return True
+        if self.loopback_only:
+            return False
+        try:
+            ipaddress.ip_address(hostname)
+        except ValueError:
+            return False
+        return True
 
 
 class Guard:
-    """ASGI middleware: Host check (DNS rebinding) on loopback, the token on every path but /healthz, headers."""
+    """ASGI middleware: the Host check, the Origin check on writes, the token on every path but /healthz, headers."""
 
-    def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, token: str | None, hosts: HostPolicy, metrics: Metrics) -> None:
+        self.app, self.metrics, self.hosts = app, metrics, hosts
         self.token = token.encode() if token else None
-        self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,9 +170,16 @@ class Guard:
 
     def _problem(self, scope: Scope) -> tuple[int, str, str] | None:
         headers = dict(scope["headers"])
-        if self.loopback_only:
-            if not is_loopback(_hostname(headers.get(b"host", b"").decode("latin-1"))):
-                return 400, "Host not allowed (this server only answers on localhost)", "host"
+        host = headers.get(b"host", b"").decode("latin-1")
+        if not self.hosts.allows(_hostname(host)):
+            where = "localhost" if self.hosts.loopback_only else "its addresses and --allowed-host names"
+            return 400, f"Host {host!r} not allowed (this server only answers on {where})", "host"
+        origin = headers.get(b"origin")
+        if origin is not None and scope["method"] not in SAFE_METHODS:
+            own = f"{scope.get('scheme', 'http')}://{host}".lower()
+            if origin.decode("latin-1").lower() != own:
+                return (403, f"cross-origin {scope['method']} refused: Origin {origin.decode('latin-1')!r} is not "
+                        f"this server ({own})", "cross_origin")
         if self.token is None or scope["path"] == "/healthz":
             return None
         auth = headers.get(b"authorization", b"")
@@ -144,21 +199,43 @@ def _hostname(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+def _query_int(request: Request, name: str, default: int) -> int:
+    """A positive integer query parameter, or 400 naming it."""
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**31:
+        raise ApiError(400, f"{name} must be a positive integer, got {value[:40]!r}", "bad_request")
+    return int(value)
+
+
 async def _read_capped(request: Request, limit: int, too_large: str) -> bytes:
-    """The request body, or 413 ``too_large`` as soon as it exceeds ``limit`` bytes (declared or actual)."""
+    """The request body within ``BODY_TIMEOUT_S`` (else 408), or 413 as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, too_large, "too_large")
-    chunks, size = [], 0
-    try:
+
+    async def read() -> bytes:
+        chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise ApiError(413, too_large, "too_large")
             chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"request body not received within {BODY_TIMEOUT_S:g} s", "timeout") from None
     except ClientDisconnect:
         raise ApiError(400, "client disconnected during the upload", "bad_request") from None
-    return b"".join(chunks)
+
+
+def _check_finite(scores: Any) -> None:
+    """500 when the model's scores are not numbers (a broken model), rather than a wrong or unencodable answer."""
+    if not np.isfinite(scores).all():
+        raise ApiError(500, NAN_SCORES, "model_nan")
 
 
 async def _image_from_multipart(request: Request, body: bytes) -> bytes:
@@ -189,6 +266,8 @@ class EdgeServer:
         self._pinned: tuple[int, str] | None = None
         self._infer_lock = threading.Lock()
         self._upload_slots = asyncio.Semaphore(options.max_concurrent_uploads)
+        self.decoder = DecodePool(options.max_pixels, options.decode_workers, options.decode_seconds)
+        self.limiter = RateLimiter(options.rate, options.burst) if options.rate > 0 else None
         self.page = (resources.files("edgeclf.serve") / "static" / "index.html").read_text(encoding="utf-8")
 
     def routes(self) -> list[Route]:
@@ -201,9 +280,12 @@ class EdgeServer:
         return HTMLResponse(self.page, headers=PAGE_HEADERS)
 
     async def healthz(self, request: Request) -> Response:
-        camera = self.feed.status if self.feed else "none"
-        ok = self.feed is None or self.feed.healthy
-        return JSONResponse({"status": "ok" if ok else "degraded", "camera": camera}, 200 if ok else 503)
+        if self.feed is None:
+            return JSONResponse({"status": "ok", "camera": "none"})
+        problem = self.feed.problem()
+        if problem is None:
+            return JSONResponse({"status": "ok", "camera": self.feed.status})
+        return JSONResponse({"status": "degraded", "camera": self.feed.status, "error": problem}, 503)
 
     async def info(self, request: Request) -> Response:
         o = self.options
@@ -221,6 +303,7 @@ class EdgeServer:
         result = self.feed.latest()
         out: dict[str, Any] = {"camera": self.feed.status, "frames_total": self.feed.frames}
         if result is not None:
+            _check_finite([result.score, *(p.score for p in result.top_k)])
             out.update(result.to_dict(), id=self._pin(result.frame, result.label, result.image))
         return JSONResponse(out)
 
@@ -245,42 +328,48 @@ class EdgeServer:
 
     # -- uploads ----------------------------------------------------------------------------------
     async def predict(self, request: Request) -> Response:
-        top_k = request.query_params.get("top_k", str(self.options.top_k))
-        if not top_k.isdigit() or int(top_k) < 1:
-            raise ApiError(400, f"top_k must be a positive integer, got {top_k!r}", "bad_request")
+        top_k = _query_int(request, "top_k", self.options.top_k)
+        if self.limiter is not None:
+            wait = self.limiter.take(request.client.host if request.client else "?")
+            if wait:
+                raise ApiError(429, f"too many uploads from this client (limit {self.options.rate:g}/s, "
+                               f"burst {self.options.burst}); retry in {wait:.1f} s", "rate_limited",
+                               {"Retry-After": retry_after(wait)})
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "multipart/form-data" and ctype not in RAW_IMAGE_TYPES:
             raise ApiError(415, f"unsupported content type {ctype or '(none)'!r}: send an image body "
                            f"({', '.join(RAW_IMAGE_TYPES)}) or multipart/form-data with an 'image' file", "unsupported")
         limit = self.options.max_upload_bytes
         too_large = f"upload exceeds the limit of {limit / 2**20:g} MB"
-        async with self._upload_slots:
+        try:
+            await asyncio.wait_for(self._upload_slots.acquire(), SLOT_WAIT_S)
+        except asyncio.TimeoutError:
+            raise ApiError(503, f"server busy: {self.options.max_concurrent_uploads} uploads in progress; "
+                           "retry shortly",
+                           "busy", {"Retry-After": "1"}) from None
+        try:
             multi = ctype == "multipart/form-data"
-            cap = limit + (MULTIPART_OVERHEAD if multi else 0)
-            try:
-                body = await asyncio.wait_for(_read_capped(request, cap, too_large), UPLOAD_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                raise ApiError(408, f"upload not received within {UPLOAD_TIMEOUT_S:g} s", "timeout") from None
+            body = await _read_capped(request, limit + (MULTIPART_OVERHEAD if multi else 0), too_large)
             data = await _image_from_multipart(request, body) if multi else body
             if len(data) > limit:
                 raise ApiError(413, too_large, "too_large")
             if not data:
                 raise ApiError(400, "empty upload", "bad_request")
-            return JSONResponse(await run_in_threadpool(self._classify, data, int(top_k)))
+            return JSONResponse(await run_in_threadpool(self._classify, data, top_k))
+        finally:
+            self._upload_slots.release()
 
     def _classify(self, data: bytes, top_k: int) -> dict[str, Any]:
         try:
-            image, header = decode_untrusted(data, self.options.max_pixels)
-        except UnsupportedImage as exc:
-            raise ApiError(415, str(exc), "unsupported") from None
-        except ImageTooLarge as exc:
-            raise ApiError(413, str(exc), "too_many_pixels") from None
+            image, header = self.decoder.decode(data)
         except ImageError as exc:
-            raise ApiError(400, str(exc), "undecodable") from None
+            status, kind = next((s, k) for cls, s, k in IMAGE_REFUSALS if isinstance(exc, cls))
+            raise ApiError(status, str(exc), kind) from None
         with self._infer_lock:
             t0 = time.perf_counter()
             probs = self.runtime.probabilities(image)
             seconds = time.perf_counter() - t0
+        _check_finite(probs)
         preds = self.runtime.top(probs, top_k)
         self.metrics.inc("edgeclf_predictions_total")
         self.metrics.observe("edgeclf_inference_seconds", seconds, source="upload")
@@ -321,7 +410,7 @@ def create_app(runtime: Runtime, feed: LiveFeed | None, options: ServeOptions,
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         metrics.inc("edgeclf_errors_total", kind=exc.kind)
-        return JSONResponse({"error": exc.message}, exc.status)
+        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -334,6 +423,7 @@ def create_app(runtime: Runtime, feed: LiveFeed | None, options: ServeOptions,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        server.decoder.start()
         if feed is not None:
             feed.start()
         try:
@@ -341,36 +431,9 @@ def create_app(runtime: Runtime, feed: LiveFeed | None, options: ServeOptions,
         finally:
             if feed is not None:
                 feed.stop()
+            server.decoder.close()
 
     app = Starlette(routes=server.routes(), lifespan=lifespan,
                     exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error})
-    return Guard(app, options.token, is_loopback(options.host), metrics)
+    return Guard(app, options.token, HostPolicy(is_loopback(options.host), options.allowed_hosts), metrics)
 
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: any free port)."""
-    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(addr)
-    sock.listen(128)
-    return sock
-
-
-def run(app: ASGIApp, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until SIGINT/SIGTERM, then exit normally (open streams get 2 s to finish)."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-            """Stop on SIGINT/SIGTERM, at once on a second one (uvicorn's own re-raises them after shutdown)."""
-            def stop() -> None:
-                self.should_exit = True
-
-            def force() -> None:
-                self.force_exit = True
-
-            return on_stop_signals(stop, force)
-
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
-    Server(config).run(sockets=[sock])

@@ -18,13 +18,16 @@ import cv2
 
 from edgeclf.camera.loop import RateMeter, Result, stream
 from edgeclf.camera.sinks import annotate
-from edgeclf.camera.sources import FolderSource, SourceError, SourceSpec, open_source
+from edgeclf.camera.sources import FolderSource, SourceError, SourceSpec, open_source, redact_url
 from edgeclf.runtime import Runtime
 from edgeclf.serve.metrics import Metrics
 
 DEFAULT_FOLDER_FPS = 5.0      # pace of an image folder given without --fps
 RETRY_S = (1.0, 30.0)         # first and longest wait before re-opening a failed source
 JPEG_QUALITY = 80
+STALE_FRAMES = 5              # /healthz: unhealthy when no frame came for this many frame intervals ...
+STALE_MIN_S = 2.0             # ... or this long, whichever is longer
+START_GRACE_S = 15.0          # time for the first frame (opening the camera, the first inference)
 
 
 class LiveFeed:
@@ -48,6 +51,7 @@ class LiveFeed:
         self._result_seq = 0
         self._jpeg: tuple[int, bytes] | None = None  # (result number, JPEG), swapped as one reference
         self._viewers = 0
+        self._last_frame_at = float("inf")   # monotonic time of the newest frame (start() + grace before the first)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jpeg_ready: asyncio.Event | None = None
         self._threads = [threading.Thread(target=self._camera_loop, name="edgeclf-serve-camera", daemon=True),
@@ -57,6 +61,7 @@ class LiveFeed:
     def start(self) -> None:
         """Start the threads; JPEG readiness is signalled on the running event loop."""
         self._loop = asyncio.get_running_loop()
+        self._last_frame_at = time.monotonic() + START_GRACE_S
         self._jpeg_ready = asyncio.Event()
         for t in self._threads:
             t.start()
@@ -74,7 +79,18 @@ class LiveFeed:
 
     @property
     def healthy(self) -> bool:
-        return not self.status.startswith("error")
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the feed is unhealthy (the source's error, or frames have stopped coming), or None."""
+        if self.status.startswith("error"):
+            return self.status
+        fps = self.source.fps or (self._result.fps if self._result is not None else 0.0)
+        limit = max(STALE_FRAMES / fps if fps > 0 else 0.0, STALE_MIN_S)
+        age = time.monotonic() - self._last_frame_at
+        if self.status == "running" and age > limit:
+            return f"no new frame for {age:.1f} s (limit {limit:g} s)"
+        return None
 
     # -- what clients read --------------------------------------------------------------------------
     def latest(self) -> Result | None:
@@ -128,7 +144,7 @@ class LiveFeed:
                 if self.source.fps:  # the last frame of a pass is shown for one frame time too
                     self._stop.wait(1.0 / self.source.fps)
             except Exception as exc:  # noqa: BLE001 - SourceError or a device failure: report, wait, retry
-                self.status = f"error: {exc}"
+                self.status = f"error: {redact_url(str(exc))}"
                 self.metrics.inc("edgeclf_errors_total", kind="camera")
                 self._stop.wait(retry)
                 retry = min(retry * 2, RETRY_S[1])
@@ -137,6 +153,7 @@ class LiveFeed:
     def _publish(self, result: Result) -> None:
         result = dataclasses.replace(result, fps=self._rate.tick(time.monotonic()))
         self.frames += 1
+        self._last_frame_at = time.monotonic()
         self.metrics.inc("edgeclf_frames_total")
         self.metrics.observe("edgeclf_inference_seconds", result.infer_ms / 1e3, source="camera")
         self.metrics.set("edgeclf_camera_fps", round(result.fps, 2))
