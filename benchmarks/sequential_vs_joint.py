@@ -38,7 +38,7 @@ from edgeclf import plots  # noqa: E402
 from edgeclf.data import Dataset, Splits, load_dataset, split  # noqa: E402
 from edgeclf.fileio import atomic_path, atomic_write_text  # noqa: E402
 from edgeclf.training.keras_io import load_model  # noqa: E402
-from edgeclf.metrics import classification_report  # noqa: E402
+from edgeclf.metrics import classification_report, confusion_matrix  # noqa: E402
 from edgeclf.models import preprocess_for  # noqa: E402
 from edgeclf.training.trainer import predict_probabilities, train  # noqa: E402
 
@@ -78,7 +78,7 @@ def group_tracker(val: Dataset, img_size: int, rows: list[dict[str, Any]], stage
     class GroupAccuracy(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             report = classification_report(val.labels, predict_probabilities(self.model, val, pre), val.class_names)
-            rows.append({"stage": stage, **scores(report["confusion_matrix"])})
+            rows.append({"stage": stage, **scores(confusion_matrix(report, val.class_names)[1])})
 
     return GroupAccuracy()
 
@@ -91,9 +91,9 @@ def history(run: Path, phase: str | None = None) -> list[dict[str, Any]]:
                 for row in csv.DictReader(fh)]
 
 
-def test_cm(run: Path) -> np.ndarray:
+def test_cm(run: Path, labels: list[str]) -> np.ndarray:
     """The run's confusion matrix on the (10-class) test split, from its metrics.json."""
-    return np.asarray(json.loads((run / "metrics.json").read_text())["test"]["confusion_matrix"])
+    return confusion_matrix(json.loads((run / "metrics.json").read_text())["test"], labels)[1]
 
 
 def save_variant(out: Path, name: str, cm: np.ndarray, labels: list[str], rows: list[dict[str, Any]]) -> None:
@@ -169,9 +169,9 @@ def main() -> None:
         base_model = load_model(base_run)
         base_weights = work / "baseline.weights.h5"
         base_model.save_weights(str(base_weights))
-        base_cm = test_cm(base_run)
-        val_start = scores(classification_report(base.val.labels, predict_probabilities(
-            base_model, base.val, preprocess_for(ARCH, args.img_size)), labels)["confusion_matrix"])
+        base_cm = test_cm(base_run, labels)
+        val_start = scores(confusion_matrix(classification_report(base.val.labels, predict_probabilities(
+            base_model, base.val, preprocess_for(ARCH, args.img_size)), labels), labels)[1])
 
         def fine_tune(name: str, start: Path, variant: str) -> Path:
             splits = Splits(step_data[name], base.val, base.test, base.calib)
@@ -189,13 +189,13 @@ def main() -> None:
 
         out = args.out or RESULTS / "sequential_vs_joint" / ("quick" if args.quick else "full")
         save_variant(out, "baseline", base_cm, labels, history(base_run))
-        save_variant(out, "sequential", test_cm(seq_runs[-1]), labels,
+        save_variant(out, "sequential", test_cm(seq_runs[-1], labels), labels,
                      [r for c, run in zip(TARGET, seq_runs) for r in history(run, f"class {c}")])
-        save_variant(out, "joint", test_cm(joint_run), labels, history(joint_run, "classes 3+4+7"))
+        save_variant(out, "joint", test_cm(joint_run, labels), labels, history(joint_run, "classes 3+4+7"))
         summary = {"baseline": scores(base_cm),
-                   **{f"sequential {'>'.join(map(str, TARGET[:i + 1]))}": scores(test_cm(run))
+                   **{f"sequential {'>'.join(map(str, TARGET[:i + 1]))}": scores(test_cm(run, labels))
                       for i, run in enumerate(seq_runs)},
-                   "joint": scores(test_cm(joint_run))}
+                   "joint": scores(test_cm(joint_run, labels))}
         test_images = len(base.test)
     forgetting_plot(tracks, val_start, out / "forgetting_curves.png")
     record = {"quick": args.quick, "arch": ARCH, "weights": "imagenet", "input_size": args.img_size,

@@ -5,7 +5,9 @@ the runtime is TensorFlow-free run in subprocesses.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SIZE = 32
 CLASSES = ["cat", "dog", "bird", "fish"]
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = {"tabby, tabby cat": "chelsea.png", "espresso": "coffee.png", "missile": "rocket.jpg",
+          "moped": "motorcycle_left.png"}  # ImageNet class -> scikit-image photo (Lite0 misreads only the cat)
 
 
 def _keras_model():
@@ -87,3 +92,36 @@ def sample_images() -> list[np.ndarray]:
     grad = np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))
     imgs.append(np.dstack([grad, grad[::-1], np.full_like(grad, 60)]))
     return imgs
+
+
+def eval_scale():
+    """``benchmarks/eval_scale.py`` as a module: the Lite0 build and the measured eval run belong to it."""
+    spec = importlib.util.spec_from_file_location("eval_scale", ROOT / "benchmarks" / "eval_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def lite0_tflite(tmp_path_factory) -> Path:
+    """EfficientNet-Lite0 with ImageNet weights (1000 classes) as an fp32 .tflite without metadata; built once."""
+    return eval_scale().lite0_tflite(tmp_path_factory.mktemp("lite0") / "efficientnet_lite0.tflite")
+
+
+@pytest.fixture(scope="session")
+def imagenet_labels(tmp_path_factory) -> Path:
+    """The 1000 ImageNet class names, one a line (index 0 is "tench, Tinca tinca")."""
+    return eval_scale().imagenet_labels(tmp_path_factory.mktemp("imagenet") / "labels.txt")
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """Real photos from scikit-image's wheel, one a class folder named after its ImageNet class."""
+    import skimage
+
+    from edgeclf.data import folder_name
+    root = tmp_path_factory.mktemp("photos")
+    for label, photo in PHOTOS.items():
+        (root / folder_name(label)).mkdir()
+        shutil.copy(Path(skimage.__file__).parent / "data" / photo, root / folder_name(label) / photo)
+    return root

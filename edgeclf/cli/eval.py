@@ -15,7 +15,7 @@ from edgeclf.cli.options import device_options, model_options, runtime_kwargs
 @click.argument("data")
 @click.option("--limit", type=click.IntRange(min=1), help="Score a stratified subset of this many images.")
 @click.option("-o", "--out", type=click.Path(file_okay=False),
-              help="Folder for report.json, confusion_matrix.json/.png (default: <model>-eval beside the model).")
+              help="Folder for report.json, confusion_matrix.json/.png (default: ./eval-<model name>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @model_options
 @device_options
@@ -26,7 +26,7 @@ def cmd(model: str, data: str, limit: int | None, out: str | None, as_json: bool
     from edgeclf.metrics import print_report
 
     path = Path(model)
-    out = out or str(path.parent / f"{path.stem if path.is_file() else path.name}-eval")
+    out = out or f"eval-{path.stem if path.is_file() else path.resolve().name}"
     report = evaluate(model, data, limit=limit, out=out, **runtime_kwargs(kwargs))
     if as_json:
         click.echo(json.dumps(report, indent=2))

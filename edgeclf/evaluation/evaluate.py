@@ -14,7 +14,8 @@ from edgeclf.artifact.formats import is_model_file
 from edgeclf.data import BUILTIN, Dataset, class_map, load_dataset
 from edgeclf.errors import DataError, InvalidModelError
 from edgeclf.fileio import atomic_write_text
-from edgeclf.metrics import classification_report
+from edgeclf.metrics import classification_report, confusion_view
+from edgeclf.plots import confusion
 
 def load_eval_data(data: str | os.PathLike, limit: int | None = None, seed: int = 0) -> tuple[Dataset, bool]:
     """A data set to score and whether its images are already prepared at the model's input size (an .npz
@@ -66,7 +67,8 @@ def _runtime_scores(model_path: Path, ds: Dataset, prepared: bool, runtime_kw: d
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, limit: int | None = None,
              out: str | os.PathLike | None = None, **runtime_kw: Any) -> dict[str, Any]:
-    """Metrics of ``model`` on ``data``; with ``out`` also report.json, confusion_matrix.json and .png there.
+    """Metrics of ``model`` on ``data``; with ``out`` also report.json, confusion_matrix.json and .png there
+    (sizes follow the classes in the data; the plot is skipped with one log line without matplotlib).
 
     ``runtime_kw`` (labels, mean, std, color, resize, device, num_threads) describe a model made elsewhere;
     for a Keras model only mean/std/color/resize are used, when it has no metadata.json.
@@ -87,10 +89,9 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, limit: int | Non
     report = classification_report(mapping[ds.labels], scores, names)
     report.update(model=str(path), data=str(data))
     if out is not None:
-        from edgeclf.plots import confusion_matrix
         out = Path(out)
+        view = confusion_view(report)
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
-        atomic_write_text(out / "confusion_matrix.json",
-                          json.dumps({"labels": names, "matrix": report["confusion_matrix"]}, indent=2))
-        confusion_matrix(report["confusion_matrix"], names, out / "confusion_matrix.png", title=f"{path.name} on {data}")
+        atomic_write_text(out / "confusion_matrix.json", json.dumps(view, indent=2))
+        confusion(view, out / "confusion_matrix.png", title=f"{path.name} on {data}")
     return report

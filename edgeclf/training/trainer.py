@@ -21,7 +21,7 @@ from edgeclf.artifact import Metadata, Preprocess
 from edgeclf.data import Dataset, Splits, load_dataset, split
 from edgeclf.errors import EdgeclfError
 from edgeclf.fileio import atomic_path, atomic_write_text
-from edgeclf.metrics import classification_report, summary
+from edgeclf.metrics import classification_report, confusion_view, summary
 from edgeclf.models import build, preprocess_for, set_trainable
 from edgeclf.training.settings import Settings
 
@@ -303,7 +303,7 @@ def _write_run(run: Path, st: Settings, splits: Splits, pre: Preprocess, model: 
     atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(run / "history.csv", _history_csv(history))
     plots.training_curves(history, run / "plots" / "training_curves.png")
-    plots.confusion_matrix(test_report["confusion_matrix"], labels, run / "plots" / "confusion_matrix.png",
-                           title=f"{run.name}: test split")
+    plots.confusion(confusion_view(test_report), run / "plots" / "confusion_matrix.png",
+                    title=f"{run.name}: test split")
     _write_npz(run / "calib.npz", splits.calib.prepared(pre), splits.calib.labels)
     _write_npz(run / "test.npz", splits.test.prepared(pre), splits.test.labels)
