@@ -4,12 +4,14 @@
 #   converters/onnx_to_tensorrt.sh MODEL_tensorrt.onnx [fp32|fp16|int8] [ENGINE]
 #
 # `edgeclf convert --to tensorrt --quant fp16|int8` writes MODEL_<quant>_tensorrt.onnx (static batch-1
-# shape) and, for int8, MODEL_int8_tensorrt.calib: a TensorRT calibration cache computed by edgeclf from
-# the calibration images, so the Jetson needs no image data. Engines depend on the GPU and the TensorRT
-# version, which is why they are built here, on the device:
+# shape). For int8 it is an explicitly quantised (QDQ) ONNX: TensorRT reads the int8 scales from its
+# QuantizeLinear/DequantizeLinear nodes, so the Jetson needs no image data and no calibration cache. Engines
+# depend on the GPU and the TensorRT version, which is why they are built here, on the device:
 #
 #   fp16: trtexec --onnx=M.onnx --saveEngine=M.engine --fp16
-#   int8: trtexec --onnx=M.onnx --saveEngine=M.engine --int8 --fp16 --calib=M.calib
+#   int8: trtexec --onnx=M_int8_tensorrt.onnx --saveEngine=M.engine --int8 --fp16   (QDQ ONNX; fp16 fallback)
+#
+# Check the "Precision:" line trtexec prints: the engine is int8 only when it says INT8.
 #
 # trtexec ships with JetPack in /usr/src/tensorrt/bin. Alternative without an engine file: run the .onnx
 # with edgeclf's Runtime(device="jetson"), which uses ONNX Runtime's TensorRT provider and caches the
@@ -33,9 +35,8 @@ case $precision in
   fp32) ;;
   fp16) args+=(--fp16) ;;
   int8)
-    calib=${onnx%.onnx}.calib
-    [[ -f $calib ]] || { echo "onnx_to_tensorrt.sh: error: $calib: calibration cache missing (edgeclf convert --to tensorrt --quant int8 writes it)" >&2; exit 1; }
-    args+=(--int8 --fp16 --calib="$calib") ;;
+    grep -q QuantizeLinear "$onnx" || { echo "onnx_to_tensorrt.sh: error: $onnx has no QuantizeLinear nodes; int8 needs the QDQ ONNX (edgeclf convert --to tensorrt --quant int8)" >&2; exit 1; }
+    args+=(--int8 --fp16) ;;
   *) echo "onnx_to_tensorrt.sh: error: precision must be fp32, fp16 or int8, got '$precision'" >&2; exit 2 ;;
 esac
 echo "+ $trtexec ${args[*]}"

@@ -92,3 +92,63 @@ def test_wrong_format_and_missing(tmp_path, foreign_models):
         read_metadata(bad)
     json.dumps(_meta().to_dict())  # JSON-able
     assert np.asarray(_meta().preprocess.input_size).tolist() == [32, 32]
+
+
+def test_tflite_files_carry_the_standard_metadata_too_and_the_seal_covers_it(tmp_path, foreign_models):
+    import io
+    import zipfile
+
+    from edgeclf.artifact.tflite import embed_tflite_metadata, inspect_tflite
+    from edgeclf.artifact.tflite_standard import METADATA_NAME, read_standard_metadata
+    from edgeclf.runtime import Runtime
+
+    dst = write_metadata(foreign_models["float"], _meta(), tmp_path / "m.tflite")
+    write_metadata(dst, _meta())  # rewriting replaces both records and the packed label file
+    data = dst.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as packed:  # uncompressed, after the flatbuffer: MediaPipe reads it in place
+        assert [(i.filename, i.compress_type) for i in packed.infolist()] == [("labels.txt", zipfile.ZIP_STORED)]
+    assert data.count(b"PK\x05\x06") == 1 and verify_sealed(data, "m") == read_metadata(dst).checksum
+    standard = read_standard_metadata(data, inspect_tflite(data).metadata[METADATA_NAME], "m")
+    assert standard.labels == ["a", "b", "c", "d"] and standard.mean == (1.0, 2.0, 3.0) and standard.std == (4.0, 5.0, 6.0)
+    assert standard.color is None  # BGR has no colour-space value: readers refuse rather than feed RGB
+    rt = Runtime(dst)  # the edgeclf record wins
+    assert rt.preprocess_spec.color == "BGR" and rt.preprocess_spec.resize == "letterbox"
+    assert rt.describe()["has_tflite_metadata"] and rt.describe()["has_edgeclf_metadata"]
+    # re-packing for another entry keeps the packed label file (and the seal then says the bytes changed)
+    again = embed_tflite_metadata(data, {"other": b"x"})
+    assert zipfile.ZipFile(io.BytesIO(again)).read("labels.txt") == b"a\nb\nc\nd\n"
+    with pytest.raises(InvalidModelError, match="0 labels but the model outputs 4 classes"):
+        write_metadata(foreign_models["float"], _meta().replace(labels=[]), tmp_path / "nolabels.tflite")
+
+
+def _fake_edgetpu(src, dst):
+    """A small int8 .tflite whose first operator is renamed to the Edge TPU compiler's custom op."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(src.read_bytes()), 0)
+    code = model.operatorCodes[model.subgraphs[0].operators[0].opcodeIndex]
+    code.builtinCode, code.deprecatedBuiltinCode, code.customCode = 32, 32, "edgetpu-custom-op"  # CUSTOM
+    b = flatbuffers.Builder(0)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    dst.write_bytes(bytes(b.Output()))
+    return dst
+
+
+def test_info_describes_an_edgetpu_file_without_a_coral(tmp_path, foreign_models):
+    from click.testing import CliRunner
+
+    from edgeclf.cli import main
+    from edgeclf.errors import InvalidModelError as Invalid
+    from edgeclf.runtime import Runtime
+
+    fake = write_metadata(_fake_edgetpu(foreign_models["uint8"], tmp_path / "raw_edgetpu.tflite"), _meta(),
+                          tmp_path / "fake_edgetpu.tflite")
+    with pytest.raises(Invalid, match="compiled for the Edge TPU"):
+        Runtime(fake)
+    out = CliRunner().invoke(main, ["info", str(fake)])
+    assert out.exit_code == 0, out.output
+    assert "compiled for the Edge TPU: run with --device coral" in out.output
+    assert "input      " in out.output and "32, 32, 3] uint8 quant scale=" in out.output
+    assert "labels     4: a, b, c, d" in out.output and "standard   TFLite metadata: 4 packed labels" in out.output
+    assert "made by    edgeclf" in out.output

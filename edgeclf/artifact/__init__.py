@@ -2,7 +2,8 @@
 
 ``metadata`` is the record (labels, preprocessing, provenance), ``seal`` its checksum, ``tflite`` / ``onnx`` the
 bounds-checked readers and writers of the two containers, ``tflite_standard`` the TFLite metadata standard
-that other programs read, ``formats`` the table of formats, and ``files`` reads and writes records in files.
+that other programs read (written into every .tflite too), ``formats`` the table of formats, ``files`` reads and
+writes records in files, and ``describe`` says what a file is from its bytes alone.
 """
 from edgeclf.artifact.files import inspect_tflite_file, read_metadata, read_model_bytes, write_metadata
 from edgeclf.artifact.formats import FORMATS, Format, format_of, get_format

@@ -9,6 +9,7 @@ from edgeclf.artifact.metadata import METADATA_KEY, Metadata
 from edgeclf.artifact.onnx import embed_onnx_metadata, read_onnx_metadata
 from edgeclf.artifact.seal import UNSEALED, parse_embedded, seal, verify_sealed
 from edgeclf.artifact.tflite import TFLiteModelInfo, embed_tflite_metadata, inspect_tflite
+from edgeclf.artifact.tflite_standard import METADATA_NAME, classifier_metadata
 from edgeclf.errors import InvalidModelError, ModelNotFoundError
 from edgeclf.fileio import atomic_write_bytes
 
@@ -49,14 +50,24 @@ def read_metadata(path: str | os.PathLike) -> Metadata | None:
     return parse_embedded(raw, str(p), verify_sealed(data, str(p)))
 
 
+def _describe(meta: Metadata) -> str:
+    return (f"{len(meta.labels)}-class image classifier ({meta.quantization}) made by edgeclf "
+            f"{meta.edgeclf_version}" + (f" from {meta.source}" if meta.source else ""))
+
+
 def write_metadata(path: str | os.PathLike, meta: Metadata, out: str | os.PathLike | None = None) -> Path:
-    """Embed ``meta`` (sealed with a checksum) into the .tflite/.onnx at ``path``; write ``out`` atomically."""
+    """Embed ``meta`` (sealed with a checksum) into the .tflite/.onnx at ``path``; write ``out`` atomically.
+
+    A .tflite also gets the standard TFLite metadata with its label file packed after the flatbuffer, in the
+    same re-pack, so the seal (computed last) covers the final bytes, zip tail included."""
     p = Path(path)
     container = format_of(p).container
     record = meta.replace(checksum=UNSEALED).to_json()
     data = read_model_bytes(p)
     if container == "tflite":
-        data = embed_tflite_metadata(data, {METADATA_KEY: record.encode()}, str(p))
+        standard, files = classifier_metadata(inspect_tflite(data, str(p)), meta.labels, meta.preprocess,
+                                              "edgeclf image classifier", _describe(meta), str(p))
+        data = embed_tflite_metadata(data, {METADATA_KEY: record.encode(), METADATA_NAME: standard}, str(p), files)
     else:
         data = embed_onnx_metadata(data, {METADATA_KEY: record}, str(p))
     return atomic_write_bytes(Path(out) if out is not None else p, seal(data))

@@ -43,12 +43,12 @@ class Format:
 FORMATS: tuple[Format, ...] = (
     Format("tflite", "TFLite", ".tflite", "tflite", ("fp32", "fp16", "dynamic", "int8"), ("cpu", "gpu"),
            ("tensorflow", "ai-edge-litert")),
-    Format("onnx", "ONNX", ".onnx", "onnx", ("fp32", "int8"), ("cpu", "gpu", "jetson"),
+    Format("onnx", "ONNX", ".onnx", "onnx", ("fp32", "fp16", "int8"), ("cpu", "gpu", "jetson"),
            ("tf2onnx", "onnx", "onnxruntime")),
     Format("edgetpu", "Edge TPU", "_edgetpu.tflite", "tflite", ("int8",), ("coral",),
            ("tensorflow", "ai-edge-litert"), ("edgetpu-compiler", "libedgetpu1-std")),
-    # the portable TensorRT artifact is a static-shape ONNX; the engine itself is built on the Jetson
-    # (converters/onnx_to_tensorrt.sh or ONNX Runtime's TensorRT provider)
+    # the portable TensorRT artifact is a static-shape ONNX (int8: the QDQ ONNX); the engine itself is built on
+    # the Jetson (converters/onnx_to_tensorrt.sh or ONNX Runtime's TensorRT provider)
     Format("tensorrt", "TensorRT", "_tensorrt.onnx", "onnx", ("fp16", "fp32", "int8"), ("jetson",),
            ("tf2onnx", "onnx", "onnxruntime"), ("tensorrt (trtexec)",)),
 )

@@ -65,6 +65,9 @@ class Preprocess:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
         if not 0.0 < self.crop_ratio <= 1.0:
             raise ValueError(f"crop_ratio must be in (0, 1], got {self.crop_ratio}")
+        if {len(self.mean), len(self.std)} - {1, self.channels}:
+            raise ValueError(f"a {self.color} input has {self.channels} channel(s): mean and std need 1 or "
+                             f"{self.channels} values, got {len(self.mean)} and {len(self.std)}")
         if any(s == 0 for s in self.std):
             raise ValueError("std must not be zero")
         if min(self.input_size) <= 0:

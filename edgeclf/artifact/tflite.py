@@ -8,7 +8,10 @@ instead of a crashed interpreter. Writing metadata uses the generated object API
 """
 from __future__ import annotations
 
+import io
+import logging
 import struct
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +19,9 @@ import numpy as np
 
 from edgeclf.errors import InvalidModelError
 
+log = logging.getLogger("edgeclf")
 IDENTIFIER = b"TFL3"
+EDGETPU_OP = "edgetpu-custom-op"  # the custom op edgetpu_compiler puts the TPU part of a model in
 
 # TensorType enum -> (name, bytes per element); 0 bytes = variable size (string, resource, variant, int4 packed)
 TENSOR_TYPES = {
@@ -319,11 +324,40 @@ def _schema() -> Any:
     return schema
 
 
-def embed_tflite_metadata(data: bytes, entries: dict[str, bytes], source: str = "model") -> bytes:
-    """Return a copy of the .tflite ``data`` with named metadata buffers set (same-named ones replaced)."""
+def packed_files(data: bytes) -> dict[str, bytes]:
+    """The files packed in a model's zip tail (the TFLite metadata's label files); empty when it has none."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as packed:
+            return {name: packed.read(name) for name in packed.namelist()}
+    except Exception as exc:  # no tail (BadZipFile), or a damaged one (bad CRC, unknown method, zlib, EOF...)
+        if b"PK\x05\x06" in data[-65558:]:
+            log.warning("dropping the unreadable zip tail of a TFLite model (%s)", type(exc).__name__)
+        return {}
+
+
+def _append_zip(flatbuffer: bytes, files: dict[str, bytes]) -> bytes:
+    """``flatbuffer`` followed by an uncompressed zip of ``files``, as tflite-support lays a model out (member
+    offsets count from the start of the file; MediaPipe reads members in place and refuses compressed ones)."""
+    if not files:
+        return flatbuffer
+    out = io.BytesIO(flatbuffer)
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a") as zf:
+        for name, payload in files.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # fixed date: repeatable bytes
+            info.compress_type = zipfile.ZIP_STORED
+            zf.writestr(info, payload)
+    return out.getvalue()
+
+
+def embed_tflite_metadata(data: bytes, entries: dict[str, bytes], source: str = "model",
+                          files: dict[str, bytes] | None = None) -> bytes:
+    """Return a copy of the .tflite ``data`` with named metadata buffers set (same-named ones replaced) and
+    ``files`` packed after it (default: the files it already packs, so re-packing never loses label files)."""
     import flatbuffers
 
     _parse(data, source)
+    files = packed_files(data) if files is None else files
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     model.metadata = model.metadata or []
@@ -342,4 +376,4 @@ def embed_tflite_metadata(data: bytes, entries: dict[str, bytes], source: str = 
         model.metadata.append(md)
     builder = flatbuffers.Builder(len(data) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
-    return bytes(builder.Output())
+    return _append_zip(bytes(builder.Output()), files)

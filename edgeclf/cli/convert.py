@@ -37,10 +37,12 @@ def _names(valid: tuple[str, ...]) -> Any:
               help="Top-1 agreement every file needs (default 0.99 fp32/fp16, 0.95 dynamic/int8).")
 @click.option("--keep-failed", is_flag=True, help="Keep files that fail the parity check (still exits non-zero).")
 @click.option("--allow-select-ops", is_flag=True, help="Allow TensorFlow (Flex) ops TFLite builtins lack.")
+@click.option("--batch", default="1", show_default=True, type=click.Choice(["1", "0", "dynamic"]),
+              help="Batch dimension of TFLite/ONNX files: 1, or 0/dynamic for any batch size (bench --batch).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="converted", show_default=True, help="Output folder.")
 @model_options
 def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, calib_samples: int, check: str | None,
-        opset: int, min_agreement: float | None, keep_failed: bool, allow_select_ops: bool, out: str,
+        opset: int, min_agreement: float | None, keep_failed: bool, allow_select_ops: bool, batch: str, out: str,
         **kwargs: Any) -> None:
     """Convert MODEL (a training run folder, .keras, .h5 or SavedModel folder) for edge devices."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -49,4 +51,4 @@ def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, cali
 
     convert(model, to=to, quant=quant, io=io, calib=calib, calib_samples=calib_samples, check=check, opset=opset,
             out=out, thresholds=min_agreement, keep_failed=keep_failed, allow_select_ops=allow_select_ops,
-            **runtime_kwargs(kwargs))
+            batch=batch, **runtime_kwargs(kwargs))

@@ -1,7 +1,7 @@
 """Keras classifier -> ONNX (tf2onnx, explicit input signature, checked) and ONNX int8 (static QDQ).
 
 TensorFlow >= 2.16 broke tf2onnx's guess of a Keras model's input signature (``_get_save_spec``), so the
-signature is always given: one static (1, H, W, C) float input named ``input``.
+signature is always given: one (1, H, W, C) float input named ``input``, or (N, H, W, C) with a dynamic batch.
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from edgeclf.errors import ConversionError, first_line
 
 
 def to_onnx(model: Any, shape: tuple[int, int, int], out: str | os.PathLike, opset: int = 17,
-            source: str = "model") -> Path:
-    """Write ``model`` as a checked ONNX file at ``out`` (NHWC float input ``input``, batch 1)."""
+            source: str = "model", batch: int | None = 1) -> Path:
+    """Write ``model`` as a checked ONNX file at ``out`` (NHWC float input ``input``; ``batch`` None: dynamic)."""
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    spec = (tf.TensorSpec((1, *shape), tf.float32, name="input"),)
+    spec = (tf.TensorSpec((batch, *shape), tf.float32, name="input"),)
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises bare ValueError/RuntimeError/KeyError for unsupported graphs
@@ -59,4 +59,13 @@ def quantize_onnx(fp32: str | os.PathLike, out: str | os.PathLike, images: np.nd
 
     quantize_static(str(fp32), str(out), ImageReader(images, pre), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return Path(out)
+
+
+def to_fp16(fp32: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Half-precision weights and activations with float32 input and output, so it is fed like the fp32 file."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(out))
     return Path(out)

@@ -25,6 +25,7 @@ from edgeclf.fileio import atomic_path, atomic_write_text
 from edgeclf.artifact.formats import FORMATS, IO_TYPES, QUANT_MODES, Format, get_format
 from edgeclf.conversion.parity import DEFAULT_THRESHOLDS, Parity, check_parity, source_probabilities
 from edgeclf.artifact import inspect_tflite_file
+from edgeclf.artifact.tflite_standard import mediapipe_issues
 from edgeclf.runtime.outputs import looks_like_probabilities
 
 CHECK_LIMIT = 1000
@@ -89,8 +90,8 @@ class _Converter:
 
     def __init__(self, src: Source, out: Path, io: str, calib: np.ndarray | None, check: np.ndarray,
                  check_source: str, opset: int, thresholds: float | dict[str, float] | None,
-                 keep_failed: bool, allow_select_ops: bool, scratch: Path, say: Any) -> None:
-        self.src, self.out, self.io, self.calib = src, out, io, calib
+                 keep_failed: bool, allow_select_ops: bool, scratch: Path, say: Any, batch: int | None = 1) -> None:
+        self.src, self.out, self.io, self.calib, self.batch = src, out, io, calib, batch
         self.check, self.check_source, self.opset = check, check_source, opset
         self.thresholds, self.keep_failed, self.allow_select_ops = thresholds, keep_failed, allow_select_ops
         self.scratch, self.say = scratch, say
@@ -101,11 +102,15 @@ class _Converter:
     def _tflite_bytes(self, quant: str) -> bytes:
         from edgeclf.conversion.tflite import to_tflite
         return to_tflite(self.src.model, self.src.input_shape, quant, self.io, self.calib, self.src.metadata.preprocess,
-                         qat=self.src.is_qat, allow_select_ops=self.allow_select_ops, source=str(self.src.path))
+                         qat=self.src.is_qat, allow_select_ops=self.allow_select_ops, source=str(self.src.path),
+                         batch=self.batch)
 
     def _onnx_file(self, name: str, quant: str) -> Path:
-        from edgeclf.conversion.onnx import quantize_onnx, to_onnx
-        fp32 = to_onnx(self.src.model, self.src.input_shape, self.scratch / f"fp32-{name}", self.opset, str(self.src.path))
+        from edgeclf.conversion.onnx import quantize_onnx, to_fp16, to_onnx
+        fp32 = to_onnx(self.src.model, self.src.input_shape, self.scratch / f"fp32-{name}", self.opset, str(self.src.path),
+                       self.batch)
+        if quant == "fp16":
+            return to_fp16(fp32, self.scratch / name)
         if quant != "int8" or self.src.is_qat:  # a QAT model's fake-quant ops already export as QDQ
             return fp32
         return quantize_onnx(fp32, self.scratch / name, self.calib, self.src.metadata.preprocess)
@@ -118,7 +123,8 @@ class _Converter:
         """Parity-check ``built``; write it to ``final`` with metadata when it passes (or keep_failed)."""
         meta = self.src.metadata.replace(quantization=self._quant_label(quant),
                                          extra={**self.src.metadata.extra,
-                                                "conversion": {"format": fmt.name, "io": self.io, **extra}})
+                                                "conversion": {"format": fmt.name, "io": self.io,
+                                                               "batch": self.batch or "dynamic", **extra}})
         write_metadata(built, meta)  # so Runtime reads the file exactly as the device will
         flex = [op for op in (inspect_tflite_file(built).custom_ops if built.suffix == ".tflite" else []) if op.startswith("Flex")]
         if flex:
@@ -141,7 +147,11 @@ class _Converter:
         name = fmt.filename(self.src.stem, quant)
         built = self.scratch / name
         built.write_bytes(self._tflite_bytes(quant))
-        return self._finish(fmt, quant, built, self.out / name, t0, quant, {}, [])
+        result = self._finish(fmt, quant, built, self.out / name, t0, quant, {}, [])
+        if result.path is not None:  # the file carries standard metadata: say when MediaPipe cannot use it
+            issues = mediapipe_issues(inspect_tflite_file(result.path), self.src.metadata.preprocess)
+            result.notes += [f"{result.path.name}: MediaPipe Tasks: {issue}" for issue in issues]
+        return result
 
     def edgetpu(self, fmt: Format, quant: str) -> ConvertResult:
         from edgeclf.conversion.edgetpu import SCRIPT, check_edgetpu_ready, compile_edgetpu, find_compiler, format_report
@@ -175,35 +185,47 @@ class _Converter:
         return self._finish(fmt, quant, built, self.out / name, t0, quant, {"opset": self.opset}, [])
 
     def tensorrt(self, fmt: Format, quant: str) -> ConvertResult:
-        from edgeclf.conversion.tensorrt import (SCRIPT, calibration_ranges, find_trtexec, trtexec_command,
-                                       write_calibration_cache)
+        from edgeclf.conversion.tensorrt import PRECISIONS, SCRIPT, engine_precision, find_trtexec, trtexec_command
         t0 = time.perf_counter()
         name = fmt.filename(self.src.stem, quant)
         final = self.out / name
-        built = self._onnx_file(name, "fp32")
-        cache = final.with_suffix(".calib") if quant == "int8" else None
+        built = self._onnx_file(name, "int8" if quant == "int8" else "fp32")  # int8: the QDQ ONNX, scales inside
         engine = final.with_name(f"{self.src.stem}_{quant}.engine")
-        trtexec = find_trtexec()
-        extra: dict[str, Any] = {"opset": self.opset, "precision": quant,
-                                 "trtexec": trtexec_command(final.name, engine.name, quant, cache.name if cache else None),
-                                 "calibration_cache": cache.name if cache else None}
+        extra: dict[str, Any] = {"opset": self.opset, "precision": PRECISIONS[quant],
+                                 "trtexec": trtexec_command(final.name, engine.name, quant)}
         notes = [f"parity measured on the ONNX the engine is built from (ONNX Runtime CPU); the {quant} engine "
                  "itself is checked only on the Jetson"]
-        result = self._finish(fmt, quant, built, final, t0, "fp32", extra, notes)
+        result = self._finish(fmt, quant, built, final, t0, "int8" if quant == "int8" else "fp32", extra, notes)
         if not result.kept:
             return result
-        if cache is not None:
-            write_calibration_cache(calibration_ranges(final, self.calib, self.src.metadata.preprocess), cache)
+        trtexec = find_trtexec()
         if trtexec is None:
             result.notes.append(f"trtexec not found: build the engine on the Jetson with {SCRIPT} {final} {quant}")
             return result
         with atomic_path(engine) as tmp:
-            run = subprocess.run(trtexec_command(final, tmp, quant, cache, trtexec=trtexec), capture_output=True, text=True)
+            run = subprocess.run(trtexec_command(final, tmp, quant, trtexec=trtexec), capture_output=True, text=True)
             if run.returncode != 0:
                 last = next((ln for ln in reversed((run.stdout + run.stderr).splitlines()) if ln.strip()), "")
                 raise ConversionError(f"{final}: trtexec failed (exit {run.returncode}): {last.strip()}")
-        result.extra["engine"] = engine.name
+        built_as = engine_precision(run.stdout + run.stderr)  # the engine's label is what trtexec says it built
+        result.extra |= {"engine": engine.name, "engine_precision": built_as}
+        if quant == "int8" and "int8" not in (built_as or ""):
+            result.notes.append(f"{engine.name}: trtexec reports precision {built_as or 'unknown'}, not int8")
         return result
+
+
+def batch_size(batch: int | str | None, jobs: list[tuple[Format, str]]) -> int | None:
+    """The traced batch dimension: 1, or None for a dynamic one (``0``/``"dynamic"``), which Edge TPU and
+    TensorRT files cannot have."""
+    if str(batch).lower() in ("0", "dynamic", "none"):
+        fixed = [fmt.title for fmt, _ in jobs if fmt.name in ("edgetpu", "tensorrt")]
+        if fixed:
+            raise ConversionError(f"{fixed[0]} files need batch 1; convert them without --batch")
+        return None
+    if str(batch) != "1":
+        raise ConversionError(f"--batch must be 1 or dynamic (0), got {batch!r}; a dynamic batch runs any batch "
+                              "size and is what bench --batch measures")
+    return 1
 
 
 def _images(src: Source, calib: str | os.PathLike | None, calib_samples: int, check: str | os.PathLike | None,
@@ -259,14 +281,16 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
             mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
             color: str | None = None, resize: str | None = None, out: str | os.PathLike = "converted",
             thresholds: float | dict[str, float] | None = None, keep_failed: bool = False,
-            allow_select_ops: bool = False, verbose: bool = True) -> list[ConvertResult]:
+            allow_select_ops: bool = False, batch: int | str = 1, verbose: bool = True) -> list[ConvertResult]:
     """Convert MODEL (run folder, .keras, .h5, SavedModel) to each ``to`` format and ``quant`` mode.
 
     ``to``/``quant`` take one name, a comma-separated string or a list (``to="all"``: every format, each
     in the requested modes it supports). Raises ``ConversionError`` naming every file that failed its parity
-    gate; the other files are written and listed in ``<out>/convert_report.json``.
+    gate; the other files are written and listed in ``<out>/convert_report.json``. ``batch``: 1, or 0/"dynamic"
+    for a dynamic batch dimension (TFLite and ONNX only).
     """
     jobs = plan(to, quant)
+    traced_batch = batch_size(batch, jobs)
     if io not in IO_TYPES:
         raise ConversionError(f"unknown --io {io!r}; choose from {', '.join(IO_TYPES)}")
     if not 8 <= int(opset) <= 21:
@@ -289,7 +313,7 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
     with tempfile.TemporaryDirectory(prefix=".edgeclf-convert-", dir=out_dir) as scratch:
         def converter(s: Source) -> _Converter:
             return _Converter(s, out_dir, io, calib_images, check_images, check_source, opset, thresholds,
-                              keep_failed, allow_select_ops, Path(scratch), console.print)
+                              keep_failed, allow_select_ops, Path(scratch), console.print, traced_batch)
         conv = converter(src)
         conv_float = converter(float_src) if float_src is not src else conv
         for fmt, q in jobs:

@@ -1,68 +1,40 @@
-"""TensorRT: the static-shape ONNX an engine is built from, an int8 calibration cache and the trtexec command.
+"""TensorRT: the ONNX an engine is built from and the trtexec command that builds it.
 
 Engines are specific to the GPU and TensorRT version, so they are built on the Jetson itself
 (``converters/onnx_to_tensorrt.sh`` or ONNX Runtime's TensorRT provider); edgeclf builds one here only
-when ``trtexec`` is on PATH.
+when ``trtexec`` is on PATH. int8 engines come from an explicitly quantised (QDQ) ONNX: TensorRT takes the
+scales from its QuantizeLinear/DequantizeLinear nodes, so no calibration cache (tied to one TensorRT version)
+is needed and the ONNX's own int8 accuracy is what the parity gate measured.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import struct
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from edgeclf.artifact import Preprocess
-from edgeclf.conversion.onnx import ImageReader
 from edgeclf.errors import ConversionError
-from edgeclf.fileio import atomic_write_text
 
 TRTEXEC = "trtexec"
 SCRIPT = "converters/onnx_to_tensorrt.sh"
-CACHE_HEADER = "TRT-8601-EntropyCalibration2"   # TensorRT 8.6's header; JetPack's trtexec reads this layout
+PRECISIONS = {"fp32": "fp32", "fp16": "fp16 (engine setting; this ONNX is fp32)", "int8": "int8 (QDQ)"}
 
 
 def trtexec_command(onnx: str | os.PathLike, engine: str | os.PathLike, precision: str = "fp16",
-                    calib_cache: str | os.PathLike | None = None, workspace_mb: int = 1024,
-                    trtexec: str = TRTEXEC) -> list[str]:
-    """The trtexec argument list that builds ``engine`` from ``onnx`` at ``precision`` (fp32|fp16|int8)."""
-    if precision not in ("fp32", "fp16", "int8"):
+                    workspace_mb: int = 1024, trtexec: str = TRTEXEC) -> list[str]:
+    """The trtexec argument list that builds ``engine`` from ``onnx`` at ``precision`` (fp32|fp16|int8).
+
+    int8 expects a QDQ ONNX; ``--fp16`` lets layers without an int8 kernel fall back to fp16, not fp32."""
+    if precision not in PRECISIONS:
         raise ConversionError(f"TensorRT precision must be fp32, fp16 or int8, got {precision!r}")
     cmd = [trtexec, f"--onnx={onnx}", f"--saveEngine={engine}", f"--memPoolSize=workspace:{workspace_mb}M"]
-    if precision == "fp16":
-        cmd.append("--fp16")
-    elif precision == "int8":
-        if calib_cache is None:
-            raise ConversionError("TensorRT int8 needs a calibration cache (edgeclf convert --to tensorrt --quant int8 writes one)")
-        cmd += ["--int8", "--fp16", f"--calib={calib_cache}"]  # fp16 as the fallback for layers without int8
-    return cmd
+    return cmd + {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}[precision]
 
 
-def calibration_ranges(onnx: str | os.PathLike, images: np.ndarray, pre: Preprocess) -> dict[str, float]:
-    """Max |activation| of every tensor over the calibration images (ONNX Runtime's MinMax calibrator)."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cal = create_calibrator(str(onnx), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                calibrate_method=CalibrationMethod.MinMax)
-        cal.collect_data(ImageReader(images, pre))
-        data = cal.compute_data()
-    ranges = {}
-    for name, rng in data.items():
-        lo, hi = rng.range_value
-        ranges[name] = max(abs(float(np.min(lo))), abs(float(np.max(hi))))
-    return ranges
-
-
-def write_calibration_cache(ranges: dict[str, float], path: str | os.PathLike) -> Path:
-    """TensorRT's text cache: one ``tensor: <big-endian float32 scale in hex>`` line, scale = amax / 127."""
-    lines = [CACHE_HEADER]
-    for name in sorted(ranges):
-        scale = max(ranges[name], 1e-8) / 127.0
-        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+def engine_precision(log: str) -> str | None:
+    """The precisions trtexec says it built with (its ``Precision: FP32+FP16+INT8`` build option), lower case."""
+    m = re.search(r"^.*\bPrecision:\s*([A-Za-z0-9+]+)", log, re.M)
+    return m.group(1).lower() if m else None
 
 
 def find_trtexec() -> str | None:

@@ -12,7 +12,6 @@ from typing import Any
 from edgeclf.errors import DeviceUnavailableError
 
 DEVICES = ("cpu", "gpu", "coral", "jetson")
-EDGETPU_OP = "edgetpu-custom-op"
 EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 TFLITE_GPU_LIB = "libtensorflowlite_gpu_delegate.so"
 INSTALL_HINT = {

@@ -5,9 +5,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgeclf.artifact.tflite import inspect_tflite
+from edgeclf.artifact.tflite import EDGETPU_OP, inspect_tflite
 from edgeclf.errors import DeviceUnavailableError, EdgeclfError, InvalidModelError, first_line
-from edgeclf.runtime.devices import EDGETPU_OP, tflite_delegates
+from edgeclf.runtime.devices import tflite_delegates
 from edgeclf.runtime.engine import TensorSpec
 
 
