@@ -22,7 +22,7 @@ def serve(model: str | os.PathLike, source: str | None = None, host: str = "127.
           max_megapixels: float = 40.0, top_k: int = 5, fps: float | None = None, width: int | None = None,
           height: int | None = None, insecure: bool = False, allowed_hosts: tuple[str, ...] = (),
           rate: float = 10.0, burst: int = 60, decode_seconds: float = 5.0, header_timeout: float = HEADER_TIMEOUT_S,
-          **runtime_kwargs: Any) -> None:
+          announce: Callable[[str], Any] = log.info, **runtime_kwargs: Any) -> None:
     """Serve ``model`` on ``host:port`` until SIGINT/SIGTERM; ``source`` adds the live camera page.
 
     A network address needs ``token`` (or ``insecure=True``). ``runtime_kwargs`` go to ``Runtime`` (device,
