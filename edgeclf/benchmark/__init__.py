@@ -1,8 +1,10 @@
 """The benchmark layer: latency, throughput, memory, size and accuracy of model files per device, honestly measured.
 
 ``session`` plans the rows (converting a run folder first), ``worker`` measures one file in a process of its
-own, ``machine`` says what it ran on, ``report`` writes the table, JSON, CSV and plot.
+own, ``machine`` says what it ran on, ``report`` writes the table, JSON, CSV and plot. ``pick`` chooses the
+fastest file, backend and threads within an accuracy bound (``pick_worker`` measures, ``pick_report`` shows).
 """
+from edgeclf.benchmark.pick import pick
 from edgeclf.benchmark.session import bench
 
-__all__ = ["bench"]
+__all__ = ["bench", "pick"]

@@ -17,11 +17,13 @@ from edgeclf.plots import figure, save_png
 from edgeclf.benchmark.machine import describe
 
 
-def _fmt(value: Any, spec: str = ".2f") -> str:
+def fmt_cell(value: Any, spec: str = ".2f") -> str:
+    """A table cell: the value formatted, or "-" when not measured."""
     return "-" if value is None else format(value, spec)
 
 
-def _status_cell(status: str, note: int | None) -> str:
+def status_cell(status: str, note: int | None) -> str:
+    """The status word, coloured, with the number of the note that says why."""
     kind = status.split(":")[0]
     colour = "green" if kind == "passed" else "yellow" if kind in ("unavailable", "skipped") else "red"
     return f"[{colour}]{kind}[/{colour}]" + (f" [{note}]" if note else "")
@@ -55,12 +57,12 @@ def print_table(records: Sequence[dict[str, Any]], comparisons: Sequence[dict[st
         if r["status"] != "passed":
             notes.append(f"[{len(notes) + 1}] {r['model']} ({r['format']}, {r['device']}): {r['status']}")
         row = [Path(r["model"]).name, r["format"], r.get("quant") or "-", r["device"],
-               _status_cell(r["status"], len(notes) if r["status"] != "passed" else None),
-               _fmt(r["size_bytes"] and r["size_bytes"] / 1e6, ".3f"), _fmt(r.get("init_ms"), ".1f"),
-               _fmt(r.get("first_ms"), ".2f"), _fmt(lat.get("p50"), ".3f"), _fmt(lat.get("p99"), ".3f"),
-               _fmt(r.get("fps"), ".1f"), *[_fmt(thr.get(b), ".1f") for b in batches], _fmt(r.get("peak_rss_mb"), ".1f")]
+               status_cell(r["status"], len(notes) if r["status"] != "passed" else None),
+               fmt_cell(r["size_bytes"] and r["size_bytes"] / 1e6, ".3f"), fmt_cell(r.get("init_ms"), ".1f"),
+               fmt_cell(r.get("first_ms"), ".2f"), fmt_cell(lat.get("p50"), ".3f"), fmt_cell(lat.get("p99"), ".3f"),
+               fmt_cell(r.get("fps"), ".1f"), *[fmt_cell(thr.get(b), ".1f") for b in batches], fmt_cell(r.get("peak_rss_mb"), ".1f")]
         if has_data:
-            row += [_fmt(r.get("accuracy"), ".4f"), _fmt(r.get("top5_accuracy"), ".4f"), _fmt(r.get("agreement"), ".4f")]
+            row += [fmt_cell(r.get("accuracy"), ".4f"), fmt_cell(r.get("top5_accuracy"), ".4f"), fmt_cell(r.get("agreement"), ".4f")]
         if comparisons:
             c = comparisons[i]
             row.append("-" if c["ratio"] is None else

@@ -74,13 +74,13 @@ def _crash_reason(proc: subprocess.CompletedProcess) -> str:
     return f"the measuring process {how}" + (f": {last[:300]}" if last else "")
 
 
-def run_worker(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Measure one job in a fresh ``python -m edgeclf.benchmark.worker`` process; a crash becomes a failed result."""
+def run_worker(job: dict[str, Any], timeout: float, module: str = "edgeclf.benchmark.worker") -> dict[str, Any]:
+    """Measure one job in a fresh ``python -m <module>`` process; a crash becomes a failed result."""
     with tempfile.TemporaryDirectory(prefix="edgeclf-bench-") as tmp:
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job), encoding="utf-8")
         try:
-            proc = subprocess.run([sys.executable, "-m", "edgeclf.benchmark.worker", str(job_file)],
+            proc = subprocess.run([sys.executable, "-m", module, str(job_file)],
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"status": f"failed: measuring took longer than {timeout:.0f} s"}
@@ -112,7 +112,7 @@ def _record(model: str, fmt: str, device: str, threads: int | None, machine: dic
     return rec
 
 
-def _data_job(data: str | os.PathLike) -> dict[str, Any]:
+def load_data_job(data: str | os.PathLike) -> dict[str, Any]:
     """The class-per-folder set as the workers receive it (scanned and checked once, here)."""
     from edgeclf.data.loaders import load_folder
     ds = load_folder(data)  # raises DataError naming the folder when it has no (decodable) images
@@ -120,7 +120,7 @@ def _data_job(data: str | os.PathLike) -> dict[str, Any]:
             "paths": [str(p) for p in ds.paths or []]}
 
 
-def _convert_one(source: Path, fmt: Format, quant: str, out: Path, runtime: dict[str, Any]) -> tuple[str | None, str]:
+def convert_one(source: Path, fmt: Format, quant: str, out: Path, runtime: dict[str, Any]) -> tuple[str | None, str]:
     """Convert ``source`` to one (format, quant); (file or None, status) in ultralytics' three outcomes."""
     from edgeclf.conversion.pipeline import convert
     report = out / "convert_report.json"
@@ -173,7 +173,7 @@ class _Session:
             path, status = None, ""
             if runs_on:
                 self.bar.update(self.task, description=f"converting {Path(model).name} to {fmt.title} {q}")
-                path, status = _convert_one(Path(model), fmt, q, out, self.job["runtime"])
+                path, status = convert_one(Path(model), fmt, q, out, self.job["runtime"])
             for dev in self.devices:
                 if dev in runs_on and path is not None:
                     self.measure(path, fmt.name, dev, extra)
@@ -210,7 +210,7 @@ def bench(models: Sequence[str | os.PathLike], device: str | Sequence[str] = "cp
         raise EdgeclfError("no model given")
     runtime = {k: v for k, v in dict(labels=str(labels) if isinstance(labels, (str, os.PathLike)) else labels,
                                      mean=mean, std=std, color=color, resize=resize).items() if v is not None}
-    data_job = _data_job(data) if data is not None else None
+    data_job = load_data_job(data) if data is not None else None
     n_images = len(data_job["labels"]) if data_job else 0
     timeout = 120 + max_secs * (2 + 2 * len(batches)) + 2.0 * n_images
     job = {"threads": threads, "runs": runs, "warmup": warmup, "max_secs": max_secs, "batch": batches,

@@ -70,7 +70,7 @@ def timed_calls(fn: Callable[[], Any], runs: int, max_secs: float) -> list[int]:
     return times
 
 
-def _quantization(rt: Any) -> str:
+def quantization(rt: Any) -> str:
     """The file's own quantisation label, else what its input says (int8 in, or float)."""
     if rt.describe()["has_edgeclf_metadata"]:
         return rt.metadata.quantization
@@ -100,7 +100,7 @@ def _throughput(rt: Any, x: np.ndarray, batches: list[int], runs: int, warmup: i
     return out
 
 
-def _accuracy(rt: Any, data: dict[str, Any], model: str) -> dict[str, Any]:
+def accuracy(rt: Any, data: dict[str, Any], model: str) -> dict[str, Any]:
     """Top-1/top-5 accuracy on the job's class-per-folder images, plus each image's top-1 class."""
     from edgeclf.data.dataset import Dataset, class_map
     from edgeclf.metrics import classification_report
@@ -133,7 +133,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         times = timed_calls(lambda: rt.infer(x), runs, max_secs)
         stats = latency_stats(times)
         result: dict[str, Any] = {
-            "status": "passed", "quant": _quantization(rt), "backend": rt.backend,
+            "status": "passed", "quant": quantization(rt), "backend": rt.backend,
             "input": {"shape": list(rt.input_spec.shape), "dtype": str(rt.input_dtype)},
             "init_ms": round(init_ms, 3), "first_ms": round(first_ms, 3),
             "warmup_runs": len(warm), "warmup_ms": round(float(np.mean(warm)) / 1e6, 4) if warm else None,
@@ -144,7 +144,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         result["peak_rss_mb"] = peak_rss_mb()
         result["baseline_rss_mb"] = baseline
         if job.get("data"):
-            result.update(_accuracy(rt, job["data"], model))
+            result.update(accuracy(rt, job["data"], model))
         return result
     except DeviceUnavailableError as exc:
         return {"status": f"unavailable: {exc}"}
@@ -152,13 +152,13 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         return {"status": f"failed: {exc}"}
 
 
-def main(argv: list[str]) -> int:
-    """Run the job file named in ``argv[0]`` and print its result as JSON on the real stdout."""
+def main(argv: list[str], run: Callable[[dict[str, Any]], dict[str, Any]] = measure) -> int:
+    """Run the job file named in ``argv[0]`` through ``run`` and print its result as JSON on the real stdout."""
     result_fd = os.dup(1)
     os.dup2(2, 1)  # native libraries that print to stdout now print to stderr
     with open(argv[0], encoding="utf-8") as fh:
         job = json.load(fh)
-    result = measure(job)
+    result = run(job)
     with os.fdopen(result_fd, "w", encoding="utf-8") as out:
         out.write(json.dumps(result) + "\n")
     return 0

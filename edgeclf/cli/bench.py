@@ -60,16 +60,35 @@ def _quants(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Reference JSON from an earlier --json: print p50 ratios, fail when slower than --tolerance.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.10, show_default=True,
               help="Allowed slow-down for --compare (0.10 = 10 %).")
+@click.option("--pick", "pick_mode", is_flag=True,
+              help="Choose the fastest file, backend, device and thread count within --max-drop; write deploy.json.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="With --pick: allowed accuracy (or agreement) drop from the float file, in percentage points.")
+@click.option("--samples", type=click.Path(exists=True, file_okay=False),
+              help="With --pick and no --data: images to measure agreement with the float file on.")
+@click.option("--deploy", "deploy_out", type=click.Path(dir_okay=False),
+              help="With --pick: where to write deploy.json (default: next to the picked file).")
 @model_options
 def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: int, warmup: int, max_secs: float,
         batch: list[int], data: str | None, quant: str, json_out: str | None, csv_out: str | None,
-        plot_out: str | None, reference: str | None, tolerance: float, **kwargs: Any) -> None:
-    """Benchmark MODELS (.tflite / .onnx files, or a training run folder converted to every format)."""
+        plot_out: str | None, reference: str | None, tolerance: float, pick_mode: bool, max_drop: float,
+        samples: str | None, deploy_out: str | None, **kwargs: Any) -> None:
+    """Benchmark MODELS (.tflite / .onnx files, or a training run folder converted to every format).
+
+    With --pick: try every file on every backend, device and thread count, and choose the fastest that keeps
+    accuracy within --max-drop of the float file (devices: all unless --device is given; threads: 1 to the
+    number of cores unless --threads is given; --runs timed calls per candidate, --max-secs for all of them)."""
     from edgeclf.benchmark import report as bench_report
     from edgeclf.benchmark.session import bench, compare, load_reference, problems
 
     if plot_out:
         bench_report.require_matplotlib()
+    if pick_mode:
+        if reference or batch != [1]:
+            raise click.UsageError("--pick measures batch 1 and has no --compare")
+        _pick(models, device, threads, runs, warmup, max_secs, data, quant, json_out, csv_out, plot_out, max_drop,
+              samples, deploy_out, runtime_kwargs(kwargs))
+        return
     ref = load_reference(reference) if reference else None
     records = bench(models, device=device, threads=threads, runs=runs, warmup=warmup, max_secs=max_secs, batch=batch,
                     data=data, quant=quant, **runtime_kwargs(kwargs))
@@ -88,4 +107,27 @@ def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: i
     for line in failed:
         click.echo(f"edgeclf: {line}", err=True)
     if failed:
+        sys.exit(1)
+
+
+def _pick(models: tuple[str, ...], device: list[str], threads: int | None, runs: int, warmup: int, max_secs: float,
+          data: str | None, quant: str, json_out: str | None, csv_out: str | None, plot_out: str | None,
+          max_drop: float, samples: str | None, deploy_out: str | None, runtime: dict[str, Any]) -> None:
+    """``bench --pick``: measure, print, write; exit 1 when nothing meets the bound."""
+    from edgeclf.benchmark import pick_report
+    from edgeclf.benchmark.pick import pick
+    from edgeclf.benchmark.report import write_csv
+
+    explicit = click.get_current_context().get_parameter_source("device") != click.core.ParameterSource.DEFAULT
+    result = pick(models, device=device if explicit else DEVICES, threads=threads, max_drop=max_drop, data=data,
+                  samples=samples, runs=runs, warmup=warmup, max_secs=max_secs, quant=quant, deploy=deploy_out,
+                  **runtime)
+    pick_report.print_pick(result)
+    for path, write in ((json_out, pick_report.write_pick_json), (plot_out, pick_report.write_pick_plot),
+                        (csv_out, lambda r, p: write_csv(r.rows, p))):
+        if path:
+            write(result, path)
+            click.echo(f"wrote {path}", err=True)
+    if result.picked is None:
+        click.echo(f"edgeclf: {result.message}", err=True)
         sys.exit(1)

@@ -22,6 +22,7 @@ from edgeclf.artifact.seal import parse_embedded, verify_sealed
 from edgeclf.artifact.tflite_standard import METADATA_NAME, StandardMetadata, read_standard_metadata
 from edgeclf.errors import EdgeclfError, ImageError, InvalidModelError
 from edgeclf.runtime.backends import open_backend
+from edgeclf.runtime.deploy import read_deploy
 from edgeclf.runtime.engine import TensorSpec
 from edgeclf.runtime.images import load_image
 from edgeclf.runtime.outputs import looks_like_probabilities, softmax
@@ -58,7 +59,9 @@ def _layout_and_size(spec: TensorSpec) -> tuple[str | None, tuple[int, int] | No
 class Runtime:
     """Run an image classifier file (``.tflite`` or ``.onnx``) on ``device`` (cpu, gpu, coral, jetson).
 
-    Arguments other than ``model``, ``device`` and ``num_threads`` override the file's metadata:
+    ``backend`` picks the engine: ``auto`` (LiteRT for ``.tflite``, ONNX Runtime for ``.onnx``) or, for
+    ``.onnx``, ``onnxruntime`` or ``openvino`` (the ``[openvino]`` extra).
+    Arguments other than ``model``, ``device``, ``num_threads`` and ``backend`` override the file's metadata:
     ``labels`` (a list or a labels file), ``mean``/``std`` (one value or one per channel, applied to
     0..255 pixels), ``color`` (RGB/BGR/GRAY), ``resize`` (crop/letterbox/stretch), ``crop_ratio``,
     ``input_size`` ((h, w), for dynamic-shape models) and ``output`` (probabilities/logits/auto).
@@ -70,14 +73,15 @@ class Runtime:
                  labels: Sequence[str] | str | os.PathLike | None = None,
                  mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
                  color: str | None = None, resize: str | None = None, crop_ratio: float | None = None,
-                 input_size: tuple[int, int] | int | None = None, output: str | None = None) -> None:
+                 input_size: tuple[int, int] | int | None = None, output: str | None = None,
+                 backend: str = "auto") -> None:
         self.path = Path(model)
         self.device = device
         self.num_threads = num_threads
         data = read_model_bytes(self.path)
         self.format: str = format_of(self.path).container
         sealed = verify_sealed(data, str(self.path))  # from the raw bytes, before any parser sees them
-        self._engine = open_backend(self.format, data, str(self.path), device, num_threads)
+        self._engine = open_backend(self.format, data, str(self.path), device, num_threads, backend)
         self.backend: str = self._engine.name
         meta = parse_embedded(self._engine.records.get(METADATA_KEY), str(self.path), sealed)
         self.standard_metadata = self._standard_metadata(data, meta)
@@ -125,6 +129,14 @@ class Runtime:
         h, w = self.input_size
         self._in_shape = (1, h, w, c) if self.preprocess_spec.layout == "NHWC" else (1, c, h, w)
         self._check_input_shape()
+
+    @classmethod
+    def from_deploy(cls, path: str | os.PathLike, **overrides: Any) -> "Runtime":
+        """The Runtime a deploy.json (``edgeclf bench --pick``) names: its file, backend, device and threads."""
+        run = read_deploy(path)
+        kwargs = {**run["options"], "device": run["device"], "num_threads": run["threads"], "backend": run["backend"],
+                  **overrides}
+        return cls(run["model"], **kwargs)
 
     def _standard_metadata(self, data: bytes, meta: Metadata | None) -> StandardMetadata | None:
         """TFLite's own metadata of a model made elsewhere (labels, normalisation, colour); the edgeclf record wins."""
