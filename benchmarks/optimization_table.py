@@ -138,11 +138,11 @@ def main() -> None:
                                             prune_epochs=opt_epochs, qat=True, qat_epochs=opt_epochs, **opt)
                    for target, block in args.sparsity}
         conv = work / "tflite"
-        (fp32,) = convert(float_run, to="tflite", quant="fp32", out=conv / "float", verbose=False, thresholds=0.0)
+        (fp32,) = convert(float_run, to="tflite", quant="fp32", out=conv / "float", verbose=False, max_flip_rate=1.0, max_accuracy_drop=1.0)
         (control,) = convert(control_run, to="tflite", quant="fp32", out=conv / "float_control", verbose=False,
-                             thresholds=0.0)
-        (ptq,) = convert(float_run, to="tflite", quant="int8", out=conv / "ptq", verbose=False, thresholds=0.0)
-        (qat,) = convert(qat_run, to="tflite", quant="int8", out=conv / "qat", verbose=False, thresholds=0.0)
+                             max_flip_rate=1.0, max_accuracy_drop=1.0)
+        (ptq,) = convert(float_run, to="tflite", quant="int8", out=conv / "ptq", verbose=False, max_flip_rate=1.0, max_accuracy_drop=1.0)
+        (qat,) = convert(qat_run, to="tflite", quant="int8", out=conv / "qat", verbose=False, max_flip_rate=1.0, max_accuracy_drop=1.0)
         with np.load(float_run / "test.npz") as z:
             image = z["images"][0][..., ::-1].copy()
             test_images = len(z["labels"])
@@ -151,7 +151,7 @@ def main() -> None:
                 row("QAT int8", qat.path, qat_run, image, runs),
                 row(f"float32 +{budget} epochs (control)", control.path, control_run, image, runs)]
         for (target, block), run in pq_runs.items():
-            (pq,) = convert(run, to="tflite", quant="int8", out=conv / run.name, verbose=False, thresholds=0.0)
+            (pq,) = convert(run, to="tflite", quant="int8", out=conv / run.name, verbose=False, max_flip_rate=1.0, max_accuracy_drop=1.0)
             shape = f" in runs of {block} input channels" if block > 1 else ""
             rows.append(row(f"pruned {target:.0%}{shape} + PQAT int8", pq.path, run, image, runs)
                         | {"name": run.name, "target_sparsity": target, "prune_block": block,

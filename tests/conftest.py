@@ -5,9 +5,9 @@ the runtime is TensorFlow-free run in subprocesses.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 SIZE = 32
 CLASSES = ["cat", "dog", "bird", "fish"]
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _models  # noqa: E402  (reference models and photos shared with the benchmarks)
 PHOTOS = {"tabby, tabby cat": "chelsea.png", "espresso": "coffee.png", "missile": "rocket.jpg",
           "moped": "motorcycle_left.png"}  # ImageNet class -> scikit-image photo (Lite0 misreads only the cat)
 
@@ -94,24 +96,32 @@ def sample_images() -> list[np.ndarray]:
     return imgs
 
 
-def eval_scale():
-    """``benchmarks/eval_scale.py`` as a module: the Lite0 build and the measured eval run belong to it."""
-    spec = importlib.util.spec_from_file_location("eval_scale", ROOT / "benchmarks" / "eval_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def lite0_tflite(tmp_path_factory) -> Path:
     """EfficientNet-Lite0 with ImageNet weights (1000 classes) as an fp32 .tflite without metadata; built once."""
-    return eval_scale().lite0_tflite(tmp_path_factory.mktemp("lite0") / "efficientnet_lite0.tflite")
+    return _models.lite0_tflite(tmp_path_factory.mktemp("lite0") / "efficientnet_lite0.tflite")
 
 
 @pytest.fixture(scope="session")
 def imagenet_labels(tmp_path_factory) -> Path:
     """The 1000 ImageNet class names, one a line (index 0 is "tench, Tinca tinca")."""
-    return eval_scale().imagenet_labels(tmp_path_factory.mktemp("imagenet") / "labels.txt")
+    return _models.imagenet_labels(tmp_path_factory.mktemp("imagenet") / "labels.txt")
+
+
+@pytest.fixture(scope="session")
+def lite0_converted(tmp_path_factory) -> dict:
+    """The pretrained Lite0 converted once by ``edgeclf.convert`` to fp32 and int8 (uint8 I/O) .tflite, its int8
+    ranges fitted on 40 photo crops and both files gated on 100 other crops; the parity and MediaPipe tests
+    share it (an int8 calibration of Lite0 takes most of a minute)."""
+    from edgeclf.conversion.pipeline import convert
+
+    d = tmp_path_factory.mktemp("lite0-converted")
+    model, labels, pre = _models.lite0_keras(d)
+    calib, check = _models.photo_crops(d / "calib", 40, seed=0), _models.photo_crops(d / "check", 100, seed=1)
+    results = convert(model, to="tflite", quant="fp32,int8", calib=calib, check=check, labels=labels,
+                      mean=list(pre.mean), std=list(pre.std), out=d / "out", verbose=False)
+    return {"dir": d, "model": model, "labels": labels, "pre": pre, "check": check,
+            "results": {r.quant: r for r in results}}
 
 
 @pytest.fixture(scope="session")

