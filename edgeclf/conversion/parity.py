@@ -13,7 +13,10 @@ errors refuses every good int8 file. So the gate counts two things that mean deg
 Each is a binomial count judged with a one-sided 95 % Clopper-Pearson bound: a check *fails* when even the
 lower bound exceeds its limit, *passes* when the upper bound is within it, and otherwise cannot tell. The file
 fails if either check fails, passes if either passes, and is otherwise ``unverified`` (too few images to tell),
-which is not a pass. Top-1 agreement on all images, top-5 overlap and mean KL(source || file) (both floored at 1e-4) are reported.
+which is not a pass. A file whose probabilities stay within ``EQUIVALENT_DP`` of the source's on every one of at
+least ``EQUIVALENT_MIN_IMAGES`` check images passes as numerically equivalent (a float conversion computes the
+same function up to rounding: a top-1 can only move where two classes tie within twice that distance). Top-1
+agreement on all images, top-5 overlap and mean KL(source || file) (both floored at 1e-4) are reported.
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ DEFAULT_MARGIN = 0.2  # good Lite0 int8 files flip near-ties only (convert_sizes
 KL_FLOOR = 1e-4  # below a uint8 softmax's step (1/256): zeros of a quantised output would swamp the KL otherwise
 MAX_FLIP_RATE = {"fp32": 0.05, "fp16": 0.05, "dynamic": 0.10, "int8": 0.10}
 MAX_ACCURACY_DROP = {"fp32": 0.005, "fp16": 0.005, "dynamic": 0.01, "int8": 0.01}
+EQUIVALENT_DP = 0.01
+EQUIVALENT_MIN_IMAGES = 20
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,9 @@ def judge(reference: np.ndarray, got: np.ndarray, limits: Limits, image_source: 
                       file_accuracy=round(float(got_ok.mean()), 4), accuracy_drop=round((lost - gained) / n, 4),
                       drop_bounds=(round(drop_lo, 4), round(drop_hi, 4)), max_accuracy_drop=limits.max_accuracy_drop)
     status, reason = _reason(flip_status, flips, n_dec, n, limits, acc_status, fields)
+    if status == "unverified" and n >= EQUIVALENT_MIN_IMAGES and float(diff.max()) <= EQUIVALENT_DP:
+        status, reason = "passed", (f"numerically equivalent: no probability moves more than {float(diff.max()):.2g} "
+                                    f"(limit {EQUIVALENT_DP:g}) on {n} images")
     return Parity(n, image_source, status, reason, round(float(np.mean(src_top == got_top)), 6), round(float(top5), 4),
                   round(max(0.0, float(kl)), 6), round(float(diff.max()), 6), round(float(diff.mean()), 6), limits.margin,
                   n_dec, flips, flip_bounds, limits.max_flip_rate, device=device, **fields)
