@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from edgeclf.artifact.formats import FORMAT_NAMES, IO_TYPES, QUANT_MODES
-from edgeclf.cli.options import model_options
+from edgeclf.cli.options import model_options, unsafe_load_option
 
 
 def _names(valid: tuple[str, ...]) -> Any:
@@ -39,9 +39,10 @@ def _names(valid: tuple[str, ...]) -> Any:
 @click.option("--allow-select-ops", is_flag=True, help="Allow TensorFlow (Flex) ops TFLite builtins lack.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="converted", show_default=True, help="Output folder.")
 @model_options
+@unsafe_load_option
 def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, calib_samples: int, check: str | None,
         opset: int, min_agreement: float | None, keep_failed: bool, allow_select_ops: bool, out: str,
-        **kwargs: Any) -> None:
+        unsafe_load: bool, **kwargs: Any) -> None:
     """Convert MODEL (a training run folder, .keras, .h5 or SavedModel folder) for edge devices."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from edgeclf.conversion.pipeline import convert
@@ -49,4 +50,4 @@ def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, cali
 
     convert(model, to=to, quant=quant, io=io, calib=calib, calib_samples=calib_samples, check=check, opset=opset,
             out=out, thresholds=min_agreement, keep_failed=keep_failed, allow_select_ops=allow_select_ops,
-            **runtime_kwargs(kwargs))
+            unsafe_load=unsafe_load, **runtime_kwargs(kwargs))

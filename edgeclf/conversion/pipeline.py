@@ -259,11 +259,11 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
             mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
             color: str | None = None, resize: str | None = None, out: str | os.PathLike = "converted",
             thresholds: float | dict[str, float] | None = None, keep_failed: bool = False,
-            allow_select_ops: bool = False, verbose: bool = True) -> list[ConvertResult]:
+            allow_select_ops: bool = False, unsafe_load: bool = False, verbose: bool = True) -> list[ConvertResult]:
     """Convert MODEL (run folder, .keras, .h5, SavedModel) to each ``to`` format and ``quant`` mode.
 
     ``to``/``quant`` take one name, a comma-separated string or a list (``to="all"``: every format, each
-    in the requested modes it supports). Raises ``ConversionError`` naming every file that failed its parity
+    in the requested modes it supports). ``unsafe_load``: see ``keras_io.load_model``. Raises ``ConversionError`` naming every file that failed its parity
     gate; the other files are written and listed in ``<out>/convert_report.json``.
     """
     jobs = plan(to, quant)
@@ -275,9 +275,10 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
         raise ConversionError(f"calib_samples must be at least 1, got {calib_samples}")
     from rich.console import Console
     console = Console(stderr=True, quiet=not verbose)
-    src = load_source(model, labels, mean, std, color, resize)
+    src = load_source(model, labels, mean, std, color, resize, unsafe_load=unsafe_load)
     # a QAT run's float files come from its float model: the QAT graph's fake-quant ops have no float meaning
-    float_src = (load_source(model, labels, mean, std, color, resize, float_model=True)
+    float_src = (load_source(model, labels, mean, std, color, resize, float_model=True,
+                             unsafe_load=unsafe_load)
                  if src.is_qat and has_float_model(model) and any(q != "int8" for _, q in jobs) else src)
     need_calib = any(q == "int8" and not src.is_qat for _, q in jobs)
     calib_images, check_images, check_source = _images(src, calib, calib_samples, check, need_calib)
