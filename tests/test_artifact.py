@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -152,3 +153,94 @@ def test_info_describes_an_edgetpu_file_without_a_coral(tmp_path, foreign_models
     assert "input      " in out.output and "32, 32, 3] uint8 quant scale=" in out.output
     assert "labels     4: a, b, c, d" in out.output and "standard   TFLite metadata: 4 packed labels" in out.output
     assert "made by    edgeclf" in out.output
+
+
+def _shared_vector_model(refs: int, length: int, shared: str) -> bytes:
+    """A TFLite flatbuffer whose ``refs`` operators (or tensors) all point at one ``length``-element vector."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    b = flatbuffers.Builder(1024)
+
+    def vector(start, values, prepend):
+        start(b, len(values))
+        for v in reversed(values):
+            prepend(v)
+        return b.EndVector()
+
+    big = vector(s.OperatorStartInputsVector, [0] * length, b.PrependInt32)
+    small = vector(s.TensorStartShapeVector, [1], b.PrependInt32)
+    s.TensorStart(b)
+    s.TensorAddShape(b, big if shared == "tensor" else small)
+    tensor = s.TensorEnd(b)
+    s.OperatorStart(b)
+    s.OperatorAddInputs(b, big)
+    op = s.OperatorEnd(b)
+    tensors = vector(s.SubGraphStartTensorsVector, [tensor] * (refs if shared == "tensor" else 1), b.PrependUOffsetTRelative)
+    ops = vector(s.SubGraphStartOperatorsVector, [op] * (refs if shared == "operator" else 0), b.PrependUOffsetTRelative)
+    io = vector(s.SubGraphStartInputsVector, [0], b.PrependInt32)
+    s.SubGraphStart(b)
+    s.SubGraphAddTensors(b, tensors)
+    s.SubGraphAddOperators(b, ops)
+    s.SubGraphAddInputs(b, io)
+    s.SubGraphAddOutputs(b, io)
+    subgraphs = vector(s.ModelStartSubgraphsVector, [s.SubGraphEnd(b)], b.PrependUOffsetTRelative)
+    s.OperatorCodeStart(b)
+    opcodes = vector(s.ModelStartOperatorCodesVector, [s.OperatorCodeEnd(b)], b.PrependUOffsetTRelative)
+    s.BufferStart(b)
+    buffers = vector(s.ModelStartBuffersVector, [s.BufferEnd(b)], b.PrependUOffsetTRelative)
+    s.ModelStart(b)
+    s.ModelAddVersion(b, 3)
+    s.ModelAddSubgraphs(b, subgraphs)
+    s.ModelAddOperatorCodes(b, opcodes)
+    s.ModelAddBuffers(b, buffers)
+    b.Finish(s.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.mark.parametrize("shared, why", [("operator", "steps per byte"), ("tensor", "bad tensor shape")])
+def test_shared_vectors_cannot_multiply_the_check(shared, why):
+    """10 000 references to one 5 000-element vector: 50 million reads unchecked, refused within the budget."""
+    from edgeclf.artifact.tflite import inspect_tflite
+
+    assert inspect_tflite(_shared_vector_model(10, 10, shared), "small.tflite").num_ops == (10 if shared == "operator" else 0)
+    data = _shared_vector_model(10_000, 5_000, shared)
+    start = time.perf_counter()
+    with pytest.raises(InvalidModelError, match=f"crafted.tflite: corrupt or truncated TFLite model.*{why}"):
+        inspect_tflite(data, "crafted.tflite")
+    assert time.perf_counter() - start < 0.5
+
+
+def _repacked(path, change) -> bytes:
+    """The .tflite at ``path`` with ``change`` applied to its object-API model."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    model = s.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    change(model)
+    b = flatbuffers.Builder(0)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.mark.parametrize("dims, why", [((1, 7, 7, 9109520), "bad tensor shape"), ((5177345, 7, 7, 16), "needs over 1024 MiB")])
+def test_a_declared_shape_the_interpreter_would_allocate_is_bounded(foreign_models, dims, why):
+    """Found by benchmarks/fuzz.py: one flipped dimension made the interpreter allocate gigabytes for minutes."""
+    from edgeclf.artifact.tflite import inspect_tflite
+
+    def grow(model):
+        next(t for t in model.subgraphs[0].tensors if list(t.shape) == [1, 7, 7, 16]).shape = np.array(dims, np.int32)
+    with pytest.raises(InvalidModelError, match=why):
+        inspect_tflite(_repacked(foreign_models["float"], grow), "m.tflite")
+
+
+def test_an_operator_code_disagreeing_with_its_deprecated_field_is_refused(foreign_models):
+    """Found by benchmarks/fuzz.py: the interpreter takes the larger code, so one flipped byte turned a CONV_2D
+    into a SPLIT fed the convolution's tensors and options, which crashed the process."""
+    from edgeclf.artifact.tflite import inspect_tflite
+
+    def split(model):
+        conv = next(oc for oc in model.operatorCodes if oc.builtinCode == 3)
+        conv.deprecatedBuiltinCode = 49
+    with pytest.raises(InvalidModelError, match="operator code 3 disagrees with its deprecated code 49"):
+        inspect_tflite(_repacked(foreign_models["float"], split), "m.tflite")

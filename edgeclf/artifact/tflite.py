@@ -33,16 +33,34 @@ TENSOR_TYPES = {
 }
 
 
+# Work budget of one check, in table visits plus vector elements: a file read once needs about its size; shared
+# tables and vectors (many operators pointing at one huge index vector) could otherwise multiply it without bound
+# (a table visit costs Python about as much as TABLE_STEPS vector elements; a file's tables are at least 8 bytes)
+WORK_PER_BYTE = 16
+WORK_BASE = 100_000
+TABLE_STEPS = 16
+MAX_RANK = 16
+_PLACEHOLDER_FOR_GREATER_OP_CODES = 127  # an operator code's deprecated 8-bit field for codes above 127
+# the interpreter allocates every tensor at its declared shape: no edge image classifier needs one this large
+MAX_TENSOR_BYTES = 1 << 30
+
+
 class CorruptFlatbuffer(Exception):
     pass
 
 
 class FlatBuf:
-    """Bounds-checked flatbuffer primitives over a bytes object."""
+    """Bounds-checked flatbuffer primitives over a bytes object, within a work budget proportional to its size."""
 
     def __init__(self, data: bytes) -> None:
         self.d = data
         self.n = len(data)
+        self.budget = WORK_PER_BYTE * self.n + WORK_BASE
+
+    def _spend(self, steps: int) -> None:
+        self.budget -= steps
+        if self.budget < 0:
+            raise CorruptFlatbuffer(f"checking it takes over {WORK_PER_BYTE} steps per byte (shared tables or vectors)")
 
     def _need(self, pos: int, size: int) -> None:
         if pos < 0 or size < 0 or pos + size > self.n:
@@ -69,6 +87,7 @@ class FlatBuf:
         return struct.unpack_from("<Q", self.d, pos)[0]
 
     def table(self, pos: int) -> "FlatTable":
+        self._spend(TABLE_STEPS)
         vt = pos - self.i32(pos)
         vsize, tsize = self.u16(vt), self.u16(vt + 2)
         if vsize < 4 or vsize % 2:
@@ -83,7 +102,8 @@ class FlatBuf:
     def vector(self, pos: int, elem: int) -> tuple[int, int]:
         """Return (start, length) of the vector at ``pos`` with ``elem``-byte elements, bounds-checked."""
         length = self.u32(pos)
-        self._need(pos + 4, length * elem)
+        self._need(pos + 4, length * elem)  # so its length is capped by the bytes left in the file
+        self._spend(length)
         return pos + 4, length
 
 
@@ -119,13 +139,17 @@ class FlatTable:
         p = self.field(idx)
         return self.b.deref(p) if p else 0
 
-    def ints(self, idx: int, fmt: str = "i") -> list[int]:
+    def array(self, idx: int, fmt: str = "i") -> np.ndarray:
+        """A vector of numbers as a read-only view of the file (no per-element Python work)."""
         p = self.ref(idx)
+        dtype = np.dtype("<" + fmt)
         if not p:
-            return []
-        size = struct.calcsize("<" + fmt)
-        start, n = self.b.vector(p, size)
-        return list(struct.unpack_from(f"<{n}{fmt}", self.b.d, start))
+            return np.empty(0, dtype)
+        start, n = self.b.vector(p, dtype.itemsize)
+        return np.frombuffer(self.b.d, dtype, n, start)
+
+    def ints(self, idx: int, fmt: str = "i") -> list[int]:
+        return self.array(idx, fmt).tolist()
 
     def string(self, idx: int) -> str | None:
         p = self.ref(idx)
@@ -225,7 +249,10 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
         opnames: list[str] = []
         for oc in opcodes:
             custom = oc.string(1)
-            code = max(oc.scalar(0, "b"), oc.scalar(3, "i"))
+            deprecated, code = oc.scalar(0, "b"), oc.scalar(3, "i")
+            if code and deprecated != min(code, _PLACEHOLDER_FOR_GREATER_OP_CODES):  # the schema's invariant
+                raise CorruptFlatbuffer(f"operator code {code} disagrees with its deprecated code {deprecated}")
+            code = max(deprecated, code)
             opnames.append(custom if custom is not None else f"builtin:{code}")
         buffers = model.tables(4)
         buf_sizes: list[int] = []
@@ -248,15 +275,18 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
             tensors = sg.tables(0)
             infos = []
             for t in tensors:
-                shape = tuple(t.ints(0))
+                shape, sig = tuple(t.ints(0)), tuple(t.ints(7))
+                if (len(shape) > MAX_RANK or any(d < -1 for d in shape + sig)
+                        or sig and (len(sig) != len(shape) or any(s not in (-1, d) for s, d in zip(sig, shape)))):
+                    raise CorruptFlatbuffer(f"bad tensor shape {shape[:MAX_RANK]} (signature {sig[:MAX_RANK]})")
                 ttype = t.scalar(1, "b")
                 if ttype not in TENSOR_TYPES:
                     raise CorruptFlatbuffer(f"unknown tensor type {ttype}")
+                if int(np.prod(shape, dtype=np.float64)) * max(TENSOR_TYPES[ttype][1], 1) > MAX_TENSOR_BYTES:
+                    raise CorruptFlatbuffer(f"tensor shape {shape} needs over {MAX_TENSOR_BYTES >> 20} MiB")
                 bidx = t.scalar(2, "I")
                 if bidx >= max(len(buffers), 1):
                     raise CorruptFlatbuffer(f"tensor buffer index {bidx} out of range")
-                if any(d < -1 for d in shape) or len(shape) > 16:
-                    raise CorruptFlatbuffer(f"bad tensor shape {shape}")
                 name, item = TENSOR_TYPES[ttype]
                 if bidx < len(buf_sizes) and buf_sizes[bidx] and item and all(d >= 0 for d in shape):
                     need = int(np.prod(shape, dtype=np.int64)) * item
@@ -267,8 +297,7 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
                 qp = t.ref(4)
                 if qp:
                     scale, zp = _quantization(b.table(qp), name, shape)
-                sig = tuple(t.ints(7)) or shape
-                infos.append(TensorInfo(t.string(3) or "", shape, sig, name, bidx, scale, zp))
+                infos.append(TensorInfo(t.string(3) or "", shape, sig or shape, name, bidx, scale, zp))
             nt = len(tensors)
             sg_in, sg_out = sg.ints(1), sg.ints(2)
             for i in sg_in + sg_out:
@@ -282,11 +311,12 @@ def _parse(data: bytes, source: str) -> TFLiteModelInfo:
                     raise CorruptFlatbuffer(f"operator code index {oi} out of range")
                 if not opnames[oi].startswith("builtin:"):
                     custom_ops.append(opnames[oi])
-                op_in, op_out = op.ints(1), op.ints(2)
-                for i in op_in + op_out + op.ints(6):
-                    if not -1 <= i < nt:
-                        raise CorruptFlatbuffer(f"operator tensor index {i} out of range")
-                producers[tuple(op_out)[:1]] = (opnames[oi], op_in)
+                op_in, op_out = op.array(1), op.array(2)
+                indices = np.concatenate([op_in, op_out, op.array(6)])
+                bad = indices[(indices < -1) | (indices >= nt)]
+                if bad.size:
+                    raise CorruptFlatbuffer(f"operator tensor index {bad[0]} out of range")
+                producers[tuple(op_out[:1].tolist())] = (opnames[oi], op_in[:1].tolist())
                 op.bytes_span(5)
                 opt = op.ref(4)
                 if opt:

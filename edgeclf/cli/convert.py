@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from edgeclf.artifact.formats import FORMAT_NAMES, IO_TYPES, QUANT_MODES
-from edgeclf.cli.options import model_options
+from edgeclf.cli.options import model_options, unsafe_load_option
 
 
 def _names(valid: tuple[str, ...]) -> Any:
@@ -48,10 +48,11 @@ def _names(valid: tuple[str, ...]) -> Any:
               help="Batch dimension of TFLite/ONNX files: 1, or 0/dynamic for any batch size (bench --batch).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="converted", show_default=True, help="Output folder.")
 @model_options
+@unsafe_load_option
 def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, calib_samples: int, check: str | None,
         opset: int, margin: float | None, max_flips: float | None, max_drop: float | None, int8_fallback: str,
         keep_failed: bool, allow_select_ops: bool, batch: str, out: str,
-        **kwargs: Any) -> None:
+        unsafe_load: bool, **kwargs: Any) -> None:
     """Convert MODEL (a training run folder, .keras, .h5 or SavedModel folder) for edge devices."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from edgeclf.conversion.pipeline import convert
@@ -59,4 +60,5 @@ def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, cali
 
     convert(model, to=to, quant=quant, io=io, calib=calib, calib_samples=calib_samples, check=check, opset=opset,
             out=out, margin=margin, max_flip_rate=max_flips, max_accuracy_drop=max_drop, int8_fallback=int8_fallback,
-            keep_failed=keep_failed, allow_select_ops=allow_select_ops, batch=batch, **runtime_kwargs(kwargs))
+            keep_failed=keep_failed, allow_select_ops=allow_select_ops, batch=batch, unsafe_load=unsafe_load,
+            **runtime_kwargs(kwargs))

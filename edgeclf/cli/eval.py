@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgeclf.cli.options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, model_options, runtime_kwargs, unsafe_load_option
 
 
 @click.command("eval")
@@ -19,7 +19,9 @@ from edgeclf.cli.options import device_options, model_options, runtime_kwargs
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @model_options
 @device_options
-def cmd(model: str, data: str, limit: int | None, out: str | None, as_json: bool, **kwargs: Any) -> None:
+@unsafe_load_option
+def cmd(model: str, data: str, limit: int | None, out: str | None, as_json: bool, unsafe_load: bool,
+        **kwargs: Any) -> None:
     """Evaluate MODEL (run folder, .keras/.h5, .tflite, .onnx) on DATA (class folders, a run's test.npz, or
     fashion_mnist / digits / mnist / cifar10)."""
     from edgeclf.evaluation.evaluate import evaluate
@@ -27,7 +29,7 @@ def cmd(model: str, data: str, limit: int | None, out: str | None, as_json: bool
 
     path = Path(model)
     out = out or f"eval-{path.stem if path.is_file() else path.resolve().name}"
-    report = evaluate(model, data, limit=limit, out=out, **runtime_kwargs(kwargs))
+    report = evaluate(model, data, limit=limit, out=out, unsafe_load=unsafe_load, **runtime_kwargs(kwargs))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import click
 
+from edgeclf.cli.options import unsafe_load_option
+
 
 @click.command("explain")
 @click.argument("model", type=click.Path(exists=True))
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="cam.png", show_default=True, help="Output PNG.")
 @click.option("--class", "class_name", help="Explain this class (label or index) instead of the top one.")
-def cmd(model: str, image: str, out: str, class_name: str | None) -> None:
+@unsafe_load_option
+def cmd(model: str, image: str, out: str, class_name: str | None, unsafe_load: bool) -> None:
     """Grad-CAM of MODEL (run folder or .keras/.h5 with metadata.json beside it) on IMAGE."""
     from edgeclf.training.gradcam import explain
 
-    label, p = explain(model, image, out, class_name)
+    label, p = explain(model, image, out, class_name, unsafe_load=unsafe_load)
     click.echo(f"{label} (p={p:.3f}) -> {out}")

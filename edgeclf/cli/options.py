@@ -35,6 +35,12 @@ DEVICE_OPTIONS = [
 ]
 
 
+unsafe_load_option = click.option(
+    "--unsafe-load", is_flag=True,
+    help="Load a Keras model even if code in it would run (Lambda layers, custom objects, SavedModel graphs): "
+         "only for files you trust.")
+
+
 def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
     def decorator(f: Any) -> Any:
         for opt in reversed(options):

@@ -285,7 +285,7 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
             margin: float | None = None, max_flip_rate: float | dict[str, float] | None = None,
             max_accuracy_drop: float | dict[str, float] | None = None, int8_fallback: str = "off",
             keep_failed: bool = False, allow_select_ops: bool = False, batch: int | str = 1,
-            verbose: bool = True) -> list[ConvertResult]:
+            unsafe_load: bool = False, verbose: bool = True) -> list[ConvertResult]:
     """Convert MODEL (run folder, .keras, .h5, SavedModel) to each ``to`` format and ``quant`` mode.
 
     ``to``/``quant`` take one name, a comma-separated string or a list (``to="all"``: every format, each
@@ -293,7 +293,8 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
     ``max_accuracy_drop`` (a number, or a dict per quantisation mode); ``int8_fallback="auto"`` keeps the fewest
     worst-quantised layers of a failing int8 TFLite file in float. Raises ``ConversionError`` naming every file
     that failed or could not be verified; the other files are written and listed in ``<out>/convert_report.json``.
-    ``batch``: 1, or 0/"dynamic" for a dynamic batch dimension (TFLite and ONNX only).
+    ``batch``: 1, or 0/"dynamic" for a dynamic batch dimension (TFLite and ONNX only). ``unsafe_load``: see
+    ``keras_io.load_model``.
     """
     jobs = plan(to, quant)
     traced_batch = batch_size(batch, jobs)
@@ -309,9 +310,10 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
         raise ConversionError(f"margin must be in [0, 1), got {margin}")
     from rich.console import Console
     console = Console(stderr=True, quiet=not verbose)
-    src = load_source(model, labels, mean, std, color, resize)
+    src = load_source(model, labels, mean, std, color, resize, unsafe_load=unsafe_load)
     # a QAT run's float files come from its float model: the QAT graph's fake-quant ops have no float meaning
-    float_src = (load_source(model, labels, mean, std, color, resize, float_model=True)
+    float_src = (load_source(model, labels, mean, std, color, resize, float_model=True,
+                             unsafe_load=unsafe_load)
                  if src.is_qat and has_float_model(model) and any(q != "int8" for _, q in jobs) else src)
     need_calib = any(q == "int8" and not src.is_qat for _, q in jobs)
     test_npz = src.path / "test.npz" if src.path.is_dir() and (src.path / "test.npz").is_file() else None

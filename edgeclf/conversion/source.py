@@ -66,15 +66,17 @@ def _preprocess(meta: Metadata | None, shape: tuple[int, int, int], mean: Sequen
 
 def load_source(model: str | os.PathLike, labels: str | os.PathLike | Sequence[str] | None = None,
                 mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
-                color: str | None = None, resize: str | None = None, float_model: bool = False) -> Source:
+                color: str | None = None, resize: str | None = None, float_model: bool = False,
+                unsafe_load: bool = False) -> Source:
     """Load MODEL and settle its metadata (run metadata first, then the caller's overrides).
 
-    ``float_model``: from a QAT run folder, load the float model saved before QAT instead.
+    ``float_model``: from a QAT run folder, load the float model saved before QAT instead. ``unsafe_load``: see
+    ``keras_io.load_model``.
     """
     path = Path(model)
     mfile = path / FLOAT_MODEL_FILE if float_model else model_file(path)
     meta = read_metadata(path) if path.is_dir() else None
-    keras_model = load_model(mfile)
+    keras_model = load_model(mfile, unsafe_load)
     size = meta.preprocess.input_size if meta is not None else None
     shape, num_classes = _check_classifier(keras_model, path, size)
     if isinstance(labels, (str, os.PathLike)):

@@ -34,7 +34,8 @@ def load_eval_data(data: str | os.PathLike, limit: int | None = None, seed: int 
     return ds, False
 
 
-def _keras_scores(model_path: Path, ds: Dataset, prepared: bool, pre: Preprocess | None) -> tuple[np.ndarray, list[str]]:
+def _keras_scores(model_path: Path, ds: Dataset, prepared: bool, pre: Preprocess | None,
+                  unsafe_load: bool) -> tuple[np.ndarray, list[str]]:
     from edgeclf.training.keras_io import load_model, model_file
     from edgeclf.training.trainer import predict_probabilities
 
@@ -46,7 +47,7 @@ def _keras_scores(model_path: Path, ds: Dataset, prepared: bool, pre: Preprocess
             raise InvalidModelError(f"{model_path}: no metadata.json beside the Keras model; give --mean and --std "
                                     "(and --color/--resize) so images can be normalised as in training")
         pre = meta.preprocess
-    model = load_model(model_path)
+    model = load_model(model_path, unsafe_load)
     h, w = (int(v) for v in model.inputs[0].shape[1:3])
     pre = dataclasses.replace(pre, input_size=(h, w), resize="stretch" if prepared else pre.resize)
     return predict_probabilities(model, ds, pre), list(meta.labels) if meta else []
@@ -66,12 +67,13 @@ def _runtime_scores(model_path: Path, ds: Dataset, prepared: bool, runtime_kw: d
 
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, limit: int | None = None,
-             out: str | os.PathLike | None = None, **runtime_kw: Any) -> dict[str, Any]:
+             out: str | os.PathLike | None = None, unsafe_load: bool = False, **runtime_kw: Any) -> dict[str, Any]:
     """Metrics of ``model`` on ``data``; with ``out`` also report.json, confusion_matrix.json and .png there
     (sizes follow the classes in the data; the plot is skipped with one log line without matplotlib).
 
     ``runtime_kw`` (labels, mean, std, color, resize, device, num_threads) describe a model made elsewhere;
-    for a Keras model only mean/std/color/resize are used, when it has no metadata.json.
+    for a Keras model only mean/std/color/resize are used, when it has no metadata.json. ``unsafe_load``: see
+    ``keras_io.load_model``.
     """
     path = Path(model)
     ds, prepared = load_eval_data(data, limit)
@@ -82,7 +84,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, limit: int | Non
         if runtime_kw.get("mean") is not None and runtime_kw.get("std") is not None:
             pre = Preprocess(mean=runtime_kw["mean"], std=runtime_kw["std"], color=runtime_kw.get("color") or "RGB",
                              resize=runtime_kw.get("resize") or "crop")
-        scores, model_labels = _keras_scores(path, ds, prepared, pre)
+        scores, model_labels = _keras_scores(path, ds, prepared, pre, unsafe_load)
     by_position = prepared or (str(data) in BUILTIN and len(ds.class_names) == len(model_labels))
     mapping = class_map(ds.class_names, model_labels, ds.source, by_position)
     names = model_labels or ds.class_names

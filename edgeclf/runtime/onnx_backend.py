@@ -54,6 +54,8 @@ class OnnxBackend:
             self.outputs = [self._spec(a) for a in self.session.get_outputs()]
         except UnicodeDecodeError:
             raise InvalidModelError(f"{source}: corrupt ONNX model (tensor names are not UTF-8)") from None
+        if not self.inputs or not self.outputs:
+            raise InvalidModelError(f"{source}: ONNX model has no inputs or no outputs")
         self.output_kind: str | None = None  # the graph is not inspected: decided from the first outputs
         self._in_name = self.inputs[0].name
         self._out_names = [o.name for o in self.outputs]

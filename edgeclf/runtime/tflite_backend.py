@@ -77,15 +77,18 @@ class TFLiteBackend:
     def input_buffer(self, shape: Sequence[int]) -> np.ndarray:
         """The interpreter's own input memory (as pycoral's ``input_tensor``): written once, no copy. TFLite
         refuses to invoke while a view is held, so callers let it go before ``invoke``."""
-        self._batch_of(shape)
-        return self.interpreter.tensor(self._in[0])()[0]
+        try:  # a corrupt file can leave the input unallocated (ValueError) or refuse a new batch (RuntimeError)
+            self._batch_of(shape)
+            return self.interpreter.tensor(self._in[0])()[0]
+        except (RuntimeError, ValueError) as exc:
+            raise InvalidModelError(f"{self.source}: unusable input tensor: {first_line(exc)}") from None
 
     def invoke(self) -> list[np.ndarray]:
         try:
             self.interpreter.invoke()
+            return [self.interpreter.get_tensor(i) for i in self._out]
         except (RuntimeError, ValueError) as exc:
             raise InvalidModelError(f"{self.source}: inference failed: {first_line(exc)}") from None
-        return [self.interpreter.get_tensor(i) for i in self._out]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         self._batch_of(x.shape)

@@ -66,9 +66,10 @@ def _class_index(class_name: str | None, labels: list[str], model: str) -> int |
 
 
 def explain(model: str | os.PathLike, image: str | os.PathLike | np.ndarray, out: str | os.PathLike,
-            class_name: str | None = None) -> tuple[str, float]:
+            class_name: str | None = None, unsafe_load: bool = False) -> tuple[str, float]:
     """Grad-CAM of a run's (or a Keras file's with metadata.json beside it) decision on ``image`` (a path or BGR
-    pixels), drawn over the model-input image as a PNG at ``out``; returns the explained label and probability."""
+    pixels), drawn over the model-input image as a PNG at ``out``; returns the explained label and probability.
+    ``unsafe_load``: see ``keras_io.load_model``."""
     folder = model_file(model).parent if Path(model).is_file() else Path(model)
     meta = read_metadata(folder) if (folder / "metadata.json").is_file() else None
     if meta is None:
@@ -77,7 +78,7 @@ def explain(model: str | os.PathLike, image: str | os.PathLike | np.ndarray, out
     pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else image
     sized = resize_geometry(to_bgr(pixels), meta.preprocess)
     index = _class_index(class_name, meta.labels, str(model))
-    cam, index, probs = grad_cam(load_model(model), normalised(sized[None], meta.preprocess), index)
+    cam, index, probs = grad_cam(load_model(model, unsafe_load), normalised(sized[None], meta.preprocess), index)
     heat = overlay(cv2.cvtColor(sized, cv2.COLOR_BGR2RGB), cam)
     ok, png = cv2.imencode(".png", cv2.cvtColor(heat, cv2.COLOR_RGB2BGR))
     atomic_write_bytes(out, png.tobytes())

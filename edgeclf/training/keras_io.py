@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgeclf.artifact.formats import KERAS_SUFFIXES
 from edgeclf.errors import InvalidModelError, ModelNotFoundError, first_line
 from edgeclf.fileio import atomic_path
+from edgeclf.training.keras_config import check_model_file
 
 
 MODEL_FILE = "model.keras"
@@ -77,10 +77,8 @@ def save_model(model: Any, target: str | os.PathLike) -> Path:
     target = Path(target)
     if target.suffix.lower() not in KERAS_SUFFIXES:
         raise InvalidModelError(f"{target}: a Keras model file must end in {', '.join(KERAS_SUFFIXES)}")
-    with tfmot_keras_format(), atomic_path(target) as tmp, tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        named = Path(scratch) / target.name  # Keras picks the format from the suffix, which tmp lacks
-        model.save(str(named))
-        os.replace(named, tmp)
+    with tfmot_keras_format(), atomic_path(target) as tmp:  # tmp has the target's name, whose suffix picks the format
+        model.save(str(tmp))
     return target
 
 
@@ -100,13 +98,17 @@ def model_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_model(path: str | os.PathLike) -> Any:
-    """Load a run folder / .keras / .h5 / SavedModel (float, pruned or QAT) without compiling it."""
+def load_model(path: str | os.PathLike, unsafe_load: bool = False) -> Any:
+    """Load a run folder / .keras / .h5 (float, pruned or QAT) without compiling it, after vetting its config
+    (``keras_config``). ``unsafe_load`` skips the vetting and also loads SavedModels, Lambda layers and custom
+    objects, whose code runs: only for files you trust."""
     import tf_keras as keras
 
     f = model_file(path)
+    if not unsafe_load:
+        check_model_file(f)
     try:
         with tfmot_keras_format():
-            return keras.models.load_model(str(f), compile=False)
+            return keras.models.load_model(str(f), compile=False, safe_mode=not unsafe_load)
     except Exception as exc:  # Keras raises many unrelated types for unreadable files
         raise InvalidModelError(f"{f}: cannot load as a Keras model ({type(exc).__name__}: {first_line(exc, 200)})") from None
