@@ -59,7 +59,8 @@ def _class_rows(test: dict[str, Any]) -> list[list[Any]]:
 def build_report(out: Path, run: Path, conversions: Sequence[Any], records: Sequence[dict[str, Any]],
                  plan: Any, timings: dict[str, float]) -> list[Path]:
     """Assemble and write ``report.md`` / ``report.html`` in ``out``."""
-    hp = json.loads((run / "hparams.json").read_text())
+    settings = json.loads((run / "hparams.json").read_text())  # model / hparams / splits / strategy
+    model = settings["model"]
     metrics = json.loads((run / "metrics.json").read_text())
     test = metrics["test"]
     cam_caption = _gradcam_example(run, out / "gradcam.png")
@@ -67,12 +68,14 @@ def build_report(out: Path, run: Path, conversions: Sequence[Any], records: Sequ
     int8_path = Path(int8.path) if int8 else Path("model.tflite")
     b: list[R.Block] = [
         R.heading("edgeclf demo report", 1),
-        R.text(f"{hp['arch']} fine-tuned on {metrics['split_sizes']['train']} Fashion-MNIST images at "
-               f"{hp['img_size']}x{hp['img_size']}, pruned to {metrics.get('target_sparsity') or 0:.0%} target "
+        R.text(f"{model['arch']} fine-tuned on {metrics['split_sizes']['train']} Fashion-MNIST images at "
+               f"{model['img_size']}x{model['img_size']}, pruned to {metrics.get('target_sparsity') or 0:.0%} target "
                f"sparsity (reached {metrics.get('sparsity') or 0:.1%}) and trained quantisation-aware; test accuracy "
                f"of the Keras model {test['accuracy']:.3f} on {test['samples']} held-out images."),
         R.heading("Settings"),
-        R.table(["hyperparameter", "value"], [[k, json.dumps(v)] for k, v in hp.items()]),
+        R.table(["setting", "value"], [[f"{group}.{k}", json.dumps(v)] for group, values in settings.items()
+                                       if isinstance(values, dict) for k, v in values.items()]
+                + [["strategy", json.dumps(settings["strategy"])]]),
         R.table(["split", "images"], [[k, v] for k, v in metrics["split_sizes"].items()]),
         R.heading("Training"),
         R.image(run / "plots" / "training_curves.png", "Loss and accuracy per epoch, phases shaded"),
