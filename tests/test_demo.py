@@ -32,7 +32,7 @@ def test_quick_demo_writes_a_complete_report_and_is_safe_to_rerun(tmp_path):
     assert {Path(r["model"]).name for r in records} == {"run_fp32.tflite", "run_int8.tflite", "run_fp32.onnx"}
     assert all(r["status"] == "passed" and 0.3 < r["accuracy"] <= 1 for r in records)  # 10 classes: chance is 0.1
     for r in records:  # every file embeds its labels, preprocessing and a passed parity check
-        meta = subprocess.run([sys.executable, "-m", "edgeclf", "info", r["model"], "--json"], capture_output=True,
+        meta = subprocess.run([sys.executable, "-m", "edgeclf", "info", r["model"], "--json", "-"], capture_output=True,
                               text=True, timeout=120)
         d = json.loads(meta.stdout)["metadata"]
         assert d["labels"][0] == "T-shirt/top" and d["extra"]["parity"]["passed"]

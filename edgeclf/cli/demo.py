@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import click
 
+from edgeclf.cli.options import out_option
+
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
-              help="Folder for the run, the converted files and the report (re-running resumes or refreshes it).")
+@out_option("runs/demo", "Folder for the run, the converted files and the report (re-running resumes or refreshes it).")
 @click.option("--quick", is_flag=True, help="A small subset and input size: about 3 minutes on 2 cores.")
 @click.option("--arch", default="efficientnet_lite0", show_default=True, help="Architecture (see edgeclf.models).")
 @click.option("--weights", default="imagenet", show_default=True,
