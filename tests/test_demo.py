@@ -26,6 +26,8 @@ def test_quick_demo_writes_a_complete_report_and_is_safe_to_rerun(tmp_path):
                 "gradcam.png"):
         assert (out / png).stat().st_size > 1000, png
         assert png in report
+    timings = json.loads((out / "timings.json").read_text())  # what benchmarks/demo.py records
+    assert timings["plan"] == "quick" and timings["total_s"] >= sum(timings["steps_s"].values()) - 1
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "</html>" in html
     records = json.loads((out / "bench.json").read_text())

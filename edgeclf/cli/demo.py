@@ -8,7 +8,7 @@ from edgeclf.cli.options import out_option
 
 @click.command("demo")
 @out_option("runs/demo", "Folder for the run, the converted files and the report (re-running resumes or refreshes it).")
-@click.option("--quick", is_flag=True, help="A small subset and input size: about 3 minutes on 2 cores.")
+@click.option("--quick", is_flag=True, help="A small subset (1,000 images) at 64 px: the short version the tests run.")
 @click.option("--arch", default="efficientnet_lite0", show_default=True, help="Architecture (see edgeclf.models).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet (offline for EfficientNet-Lite0/1/2), none, or a weights file.")
