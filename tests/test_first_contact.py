@@ -62,6 +62,7 @@ def test_run_needs_only_a_source(tiny_tflite, images, tmp_path):
 
 def test_serve_starts_answers_and_stops(tiny_tflite, tmp_path):
     """``serve MODEL`` (on a free port rather than 8080, which may be taken): /healthz answers, SIGTERM stops it."""
+    pytest.importorskip("starlette", reason="needs the [serve] extra")
     proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "serve", str(tiny_tflite), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     try:
