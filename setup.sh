@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[train,onnx,openvino,serve,dev]"
+.venv/bin/python -m pip install --quiet -e ".[opencv,train,onnx,openvino,serve,dev]"
 # Debian packages: the demo data set, and Chromium for the web page's browser test (no browser download).
 want=""
 [ -d /usr/share/datasets/fashion-mnist ] || want="$want dataset-fashion-mnist"

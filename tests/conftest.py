@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny classifiers made with plain TensorFlow (not edgeclf), as a user's foreign model would be.
+"""Shared fixtures: tiny classifiers made with plain TensorFlow (not edgeclf), as a user's foreign model would be
+(tests/fixture_models.py).
 
 They are built once per session. TensorFlow is imported only inside the fixtures, so tests that must prove
-the runtime is TensorFlow-free run in subprocesses.
+the runtime is TensorFlow-free run in subprocesses. With $EDGECLF_TEST_MODELS set they are read from that folder
+instead, so the runtime tests run where TensorFlow is not installed.
 """
 from __future__ import annotations
 
@@ -13,77 +15,37 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from fixture_models import CLASSES, PREBUILT_ENV, SIZE, build_models, keras_model as _keras_model, load_models
 
-SIZE = 32
-CLASSES = ["cat", "dog", "bird", "fish"]
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _models  # noqa: E402  (reference models and photos shared with the benchmarks)
 PHOTOS = {"tabby, tabby cat": "chelsea.png", "espresso": "coffee.png", "missile": "rocket.jpg",
           "moped": "motorcycle_left.png"}  # ImageNet class -> scikit-image photo (Lite0 misreads only the cat)
-
-
-def _keras_model():
-    import tf_keras as keras
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
-    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(len(CLASSES), activation="softmax")(x)
-    return keras.Model(inp, out)
-
-
-def _calibration(n: int = 32) -> np.ndarray:
-    rng = np.random.default_rng(1)
-    return ((rng.integers(0, 256, (n, SIZE, SIZE, 3)).astype(np.float32) - 127.5) / 127.5)
-
-
-def _to_tflite(model, quant: str, io: str = "float32") -> bytes:
-    import tensorflow as tf
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quant == "int8":
-        calib = _calibration()
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([x[None]] for x in calib)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = {"uint8": tf.uint8, "int8": tf.int8}[io]
-    return conv.convert()
+__all__ = ["CLASSES", "SIZE"]
 
 
 @pytest.fixture(scope="session")
 def keras_model():
+    pytest.importorskip("tf_keras", reason="needs TensorFlow (the [train] extra)")
     return _keras_model()
 
 
 @pytest.fixture(scope="session")
-def foreign_models(tmp_path_factory, keras_model) -> dict[str, Path]:
-    """float / uint8-io int8 / int8-io int8 .tflite and an .onnx, none carrying edgeclf metadata."""
-    d = tmp_path_factory.mktemp("foreign")
-    out = {}
-    for name, quant, io in [("float", "fp32", "float32"), ("uint8", "int8", "uint8"), ("int8", "int8", "int8")]:
-        p = d / f"tiny_{name}.tflite"
-        p.write_bytes(_to_tflite(keras_model, quant, io))
-        out[name] = p
-    import tensorflow as tf
-    import tf2onnx
-    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="input"),)
-    out["onnx"] = d / "tiny.onnx"
-    tf2onnx.convert.from_keras(keras_model, input_signature=spec, opset=17, output_path=str(out["onnx"]))
-    (d / "labels.txt").write_text("\n".join(CLASSES) + "\n")
-    out["labels"] = d / "labels.txt"
-    return out
+def foreign_models(tmp_path_factory, request) -> dict[str, Path]:
+    """float / uint8-io int8 / int8-io int8 / logits .tflite, an NHWC and an NCHW .onnx, none carrying edgeclf
+    metadata, and labels.txt; built once per session, or read from $EDGECLF_TEST_MODELS (made beforehand by
+    tests/fixture_models.py) where TensorFlow is absent."""
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt:
+        return load_models(Path(prebuilt))
+    return build_models(tmp_path_factory.mktemp("foreign"), request.getfixturevalue("keras_model"))
 
 
 @pytest.fixture(scope="session")
-def tiny_tflite(tmp_path_factory, foreign_models) -> Path:
+def tiny_tflite(foreign_models) -> Path:
     """A float .tflite with edgeclf metadata (labels, mean/std 127.5, RGB, stretch) embedded."""
-    from edgeclf.artifact import Metadata, Preprocess, write_metadata
-    meta = Metadata(labels=CLASSES, preprocess=Preprocess(input_size=(SIZE, SIZE), mean=127.5, std=127.5,
-                                                          resize="stretch"), output="probabilities", source="tests")
-    return write_metadata(foreign_models["float"], meta, tmp_path_factory.mktemp("meta") / "tiny.tflite")
+    return foreign_models["meta"]
 
 
 @pytest.fixture(scope="session")

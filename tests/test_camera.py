@@ -209,7 +209,7 @@ def _edgeclf(*args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_cli_headless_json_lines_and_saved_video(tiny_tflite, clip, tmp_path):
     out, video = tmp_path / "r.jsonl", tmp_path / "annotated.avi"
-    proc = _edgeclf("run", str(tiny_tflite), "--source", str(clip), "--headless", "--json-out", str(out),
+    proc = _edgeclf("run", str(tiny_tflite), "--source", str(clip), "--headless", "--json", str(out),
                     "--save", str(video), "--top-k", "2")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -240,7 +240,7 @@ def test_sigterm_closes_json_and_video_cleanly(tiny_tflite, tmp_path):
     clip = write_clip(tmp_path / "ten_seconds.avi", 300)
     out, video = tmp_path / "r.jsonl", tmp_path / "r.avi"
     proc = subprocess.Popen([*EDGECLF, "run", str(tiny_tflite), "--source", str(clip),
-                             "--realtime", "--headless", "--json-out", str(out), "--save", str(video)],
+                             "--realtime", "--headless", "--json", str(out), "--save", str(video)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any(p.stat().st_size > 2000 for p in tmp_path.glob(".r.jsonl.*")) and time.monotonic() < deadline:
@@ -284,7 +284,7 @@ def test_raspberrypi_example_preprocesses_like_the_runtime(tiny_tflite, sample_i
 
 def test_raspberrypi_example_runs_headless_on_a_video(tiny_tflite, clip):
     path, _ = _pi_example()
-    proc = subprocess.run([sys.executable, str(path), str(tiny_tflite), "--camera", str(clip), "--headless",
+    proc = subprocess.run([sys.executable, str(path), str(tiny_tflite), "--source", str(clip), "--headless",
                            "--max-frames", "3"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -26,13 +26,15 @@ def test_quick_demo_writes_a_complete_report_and_is_safe_to_rerun(tmp_path):
                 "gradcam.png"):
         assert (out / png).stat().st_size > 1000, png
         assert png in report
+    timings = json.loads((out / "timings.json").read_text())  # what benchmarks/demo.py records
+    assert timings["plan"] == "quick" and timings["total_s"] >= sum(timings["steps_s"].values()) - 1
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "</html>" in html
     records = json.loads((out / "bench.json").read_text())
     assert {Path(r["model"]).name for r in records} == {"run_fp32.tflite", "run_int8.tflite", "run_fp32.onnx"}
     assert all(r["status"] == "passed" and 0.3 < r["accuracy"] <= 1 for r in records)  # 10 classes: chance is 0.1
     for r in records:  # every file embeds its labels, preprocessing and a passed parity check
-        meta = subprocess.run([sys.executable, "-m", "edgeclf", "info", r["model"], "--json"], capture_output=True,
+        meta = subprocess.run([sys.executable, "-m", "edgeclf", "info", r["model"], "--json", "-"], capture_output=True,
                               text=True, timeout=120)
         d = json.loads(meta.stdout)["metadata"]
         assert d["labels"][0] == "T-shirt/top" and d["extra"]["parity"]["passed"]

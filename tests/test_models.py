@@ -309,7 +309,14 @@ def keras_home(tmp_path, monkeypatch):
     socket.setdefaulttimeout(previous)
 
 
-def test_mobilenet_imagenet_offline_is_a_clear_error(keras_home):
+def test_mobilenet_imagenet_offline_is_a_clear_error(keras_home, monkeypatch):
+    """Offline whatever the network: the empty cache (keras_home) and a download that fails as get_file's does."""
+    from edgeclf.models.layers import keras
+
+    def no_network(fname: str, origin: str, **kwargs: object) -> str:
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras().utils, "get_file", no_network)
     with pytest.raises(WeightsError, match="not in the Keras cache .*internet once.*weights=None.*efficientnet_lite0"):
         build("mobilenet_v2", 10, 96, alpha=0.35)
 

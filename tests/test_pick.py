@@ -82,7 +82,8 @@ def test_cli_exits_non_zero_and_writes_no_deploy_when_nothing_is_picked(tmp_path
              "latency_ms": {"median": 1.0, "p90": 1.1}, "agreement": 0.9, "drop_pp": 10.0}]
     empty = PickResult(rows, "agreement", {"model": "f.tflite"}, 1.0, [0], None, "no candidate is within 1 pp",
                        {"cpu": "x", "cores_usable": 2})
-    monkeypatch.setattr("edgeclf.benchmark.pick.pick", lambda *a, **k: empty)
+    monkeypatch.setattr(importlib.import_module("edgeclf.benchmark.pick"), "pick", lambda *a, **k: empty)  # the module,
+    # not the package attribute edgeclf.benchmark.pick, which its ``pick`` function shadows
     res = CliRunner().invoke(main, ["bench", "--pick", str(foreign_models["float"]), "--json", str(tmp_path / "p.json")])
     assert res.exit_code == 1
     assert "edgeclf: no candidate is within 1 pp" in res.output

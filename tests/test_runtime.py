@@ -104,7 +104,7 @@ def test_image_inputs(tiny_tflite, tmp_path, sample_images):
     batch = rt.predict_batch([img, path, sample_images[0]], top_k=2)
     assert len(batch) == 3 and batch[0] == rt.predict(img, top_k=2)
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    for bad, msg in [(tmp_path / "bad.jpg", "not a decodable image"), (tmp_path / "none.png", "not found"),
+    for bad, msg in [(tmp_path / "bad.jpg", "corrupt"), (tmp_path / "none.png", "not found"),
                      (img.astype(np.float32), "uint8"), (np.zeros((4, 4, 5), np.uint8), "shape"),
                      ([1, 2, 3], "numpy array")]:
         with pytest.raises(ImageError, match=msg):
@@ -202,27 +202,9 @@ def test_tflite_standard_metadata_with_a_damaged_label_file_is_refused(tmp_path)
         Runtime(bad)
 
 
-def _nchw_onnx_logits_model(path):
-    """A PyTorch-shaped classifier built with onnx.helper: float [N,3,8,8] RGB in, 4 logits out (no softmax)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = np.array([[3, -1, -1, 0], [-1, 3, -1, 0], [-1, -1, 3, 0]], np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["flat"]),
-         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"])],
-        "nchw", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0, 0, 0, 0.5], np.float32), "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def test_pytorch_style_nchw_onnx_with_per_channel_normalisation(tmp_path, sample_images):
-    path = tmp_path / "torchlike.onnx"
-    _nchw_onnx_logits_model(path)
+def test_pytorch_style_nchw_onnx_with_per_channel_normalisation(foreign_models, sample_images):
+    """A PyTorch-shaped classifier: float [N,3,8,8] RGB in, 4 logits out (fixture_models._nchw_onnx_logits_model)."""
+    path = foreign_models["nchw_onnx"]
     mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
     rt = Runtime(path, labels=SUPPORT_LABELS, mean=mean, std=std)
     assert rt.preprocess_spec.layout == "NCHW" and rt.input_size == (8, 8)
@@ -318,17 +300,9 @@ def test_runtime_import_never_loads_tensorflow(tiny_tflite, foreign_models):
     assert out.stdout.strip().splitlines()[-1] == "heavy:"
 
 
-def test_logits_models_get_softmax_and_softmax_models_do_not(tmp_path, keras_model):
+def test_logits_models_get_softmax_and_softmax_models_do_not(foreign_models):
     """Whether scores need a softmax is read from the graph (TFLite) or decided once (ONNX), never per image."""
-    import tensorflow as tf
-    import tf_keras as keras
-    logits = keras.models.clone_model(keras_model)  # same net and weights, no softmax
-    logits.set_weights(keras_model.get_weights())
-    logits.layers[-1].activation = keras.activations.linear
-    conv = tf.lite.TFLiteConverter.from_keras_model(logits)
-    path = tmp_path / "logits.tflite"
-    path.write_bytes(conv.convert())
-    rt = Runtime(path, mean=127.5, std=127.5)
+    rt = Runtime(foreign_models["logits"], mean=127.5, std=127.5)  # the float model's net without its softmax
     frame = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     raw = rt.infer(rt.preprocess(frame))[0][0]
     np.testing.assert_allclose(rt.probabilities(frame), np.exp(raw) / np.exp(raw).sum(), rtol=1e-5)

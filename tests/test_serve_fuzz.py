@@ -22,7 +22,7 @@ from edgeclf.serve.metrics import serve_metrics
 from fuzz_targets import InProcessApp, fuzz_decode, fuzz_request, progressive_scan_bomb
 
 EXAMPLES = int(os.environ.get("EDGECLF_FUZZ_EXAMPLES", "100"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 PNG_HEADERS = [(b"host", b"127.0.0.1:8080"), (b"content-type", b"image/png")]
 

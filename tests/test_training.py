@@ -139,7 +139,7 @@ def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
     from edgeclf.conversion.pipeline import convert
 
     run = pruned_qat_run
-    result = CliRunner().invoke(main, ["eval", str(run), str(run / "test.npz"), "--json", "-o", str(tmp_path / "e")])
+    result = CliRunner().invoke(main, ["eval", str(run), str(run / "test.npz"), "--json", "-", "-o", str(tmp_path / "e")])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     keras_acc = json.loads((run / "metrics.json").read_text())["test"]["accuracy"]
@@ -155,7 +155,7 @@ def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
     (converted,) = convert(run, to="tflite", quant="int8", out=tmp_path / "conv", verbose=False, max_flip_rate=1.0, max_accuracy_drop=1.0)
     assert converted.parity.max_abs_diff < 0.05
     tfl = converted.path
-    result = CliRunner().invoke(main, ["eval", str(tfl), str(run / "test.npz"), "--json", "-o", str(tmp_path / "t")])
+    result = CliRunner().invoke(main, ["eval", str(tfl), str(run / "test.npz"), "--json", "-", "-o", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
     tfl_report = json.loads(result.output)
     assert tfl_report["samples"] == report["samples"]

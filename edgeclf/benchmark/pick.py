@@ -18,7 +18,7 @@ from edgeclf.artifact.formats import format_of, is_keras_source
 from edgeclf.benchmark.machine import machine_info
 from edgeclf.benchmark.pick_worker import SYNTHETIC_IMAGES
 from edgeclf.benchmark.session import (FLOAT_QUANTS, RUN_FOLDER_QUANTS, convert_one, load_data_job, parse_devices,
-                                      run_worker)
+                                      run_worker, runtime_options)
 from edgeclf.errors import EdgeclfError, ImageError
 from edgeclf.runtime.backends import backends_for
 from edgeclf.runtime.deploy import write_deploy
@@ -181,6 +181,7 @@ def pick(models: Sequence[str | os.PathLike], device: str | Sequence[str] = DEVI
          samples: str | os.PathLike | None = None, runs: int = 200, warmup: int = 20, max_secs: float = 120.0,
          labels: str | os.PathLike | Sequence[str] | None = None, mean: float | Sequence[float] | None = None,
          std: float | Sequence[float] | None = None, color: str | None = None, resize: str | None = None,
+         crop_ratio: float | None = None, input_size: tuple[int, int] | int | None = None, output: str | None = None,
          quant: str | Sequence[str] = RUN_FOLDER_QUANTS, convert_dir: str | os.PathLike | None = None,
          deploy: str | os.PathLike | None = None, progress: bool = True) -> PickResult:
     """Measure every candidate (file x backend x device x threads) and pick the fastest within ``max_drop`` pp.
@@ -197,9 +198,8 @@ def pick(models: Sequence[str | os.PathLike], device: str | Sequence[str] = DEVI
     if max_drop < 0:
         raise EdgeclfError(f"max_drop must not be negative, got {max_drop}")
     devices, counts = parse_devices(device), thread_counts(threads)
-    runtime = {k: v for k, v in dict(labels=str(Path(labels).resolve()) if isinstance(labels, (str, os.PathLike))
-                                     else labels, mean=mean, std=std, color=color, resize=resize).items()
-               if v is not None}
+    runtime = runtime_options(labels, mean=mean, std=std, color=color, resize=resize, crop_ratio=crop_ratio,
+                              input_size=input_size, output=output)
     base = {"runtime": runtime, "data": load_data_job(data) if data is not None else None,
             "samples": sample_paths(samples) if samples is not None and data is None else None}
     metric = "accuracy" if data is not None else "agreement"

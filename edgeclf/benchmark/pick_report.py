@@ -1,21 +1,18 @@
 """``bench --pick`` out: the candidates table with the Pareto front marked, the verdict line, JSON and a PNG."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from edgeclf.benchmark.machine import describe
 from edgeclf.benchmark.pick import PickResult
-from edgeclf.benchmark.report import fmt_cell, require_matplotlib, status_cell
-from edgeclf.fileio import atomic_write_text
+from edgeclf.benchmark.report import fmt_cell, require_matplotlib, status_cell, table_console
 from edgeclf.plots import figure, save_png
 
 
-def print_pick(result: PickResult, console: Any = None) -> None:
+def print_pick(result: PickResult, console: Any = None, stderr: bool = False) -> None:
     """One row per candidate (front marked *, pick marked >), the reasons behind non-passes, then the verdict."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -33,20 +30,12 @@ def print_pick(result: PickResult, console: Any = None) -> None:
                       status_cell(r["status"], len(notes) if r["status"] != "passed" else None),
                       fmt_cell(lat.get("median"), ".3f"), fmt_cell(lat.get("p90"), ".3f"), fmt_cell(r.get(result.metric), ".4f"),
                       fmt_cell(r.get("drop_pp"), ".2f"))
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=max(console.width, 160))
+    console = console or table_console(stderr)
     console.print(table)
     console.print("* Pareto front (no other row is both faster and better), > the pick")
     for note in notes:
         console.print(escape(note), soft_wrap=True)
     console.print(escape(result.message), soft_wrap=True)
-
-
-def write_pick_json(result: PickResult, target: str | os.PathLike) -> Path:
-    """Every row, the front, the pick and the machine as one JSON object."""
-    return atomic_write_text(target, json.dumps(result.to_dict(), indent=2) + "\n")
 
 
 def write_pick_plot(result: PickResult, target: str | os.PathLike) -> Path:

@@ -9,7 +9,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from edgeclf.errors import EdgeclfError
 from edgeclf.fileio import atomic_write_text
@@ -29,51 +29,90 @@ def status_cell(status: str, note: int | None) -> str:
     return f"[{colour}]{kind}[/{colour}]" + (f" [{note}]" if note else "")
 
 
-def print_table(records: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any]] | None = None,
-                console: Any = None) -> None:
-    """One row per file and device (ultralytics-style status column), then the reasons behind each non-pass."""
+def table_console(stderr: bool = False, wide: bool = False) -> Any:
+    """The terminal; for a log or a pasted report, 100 columns (180 for ``--wide``) rather than rich's 80."""
     from rich.console import Console
+
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=180 if wide else 100)
+
+
+TEXT_COLUMNS = ("model", "format", "quant", "device", "status", "backend")
+
+
+def _columns(records: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any]] | None,
+             wide: bool) -> list[tuple[str, Callable[[int, dict[str, Any]], str]]]:
+    """(header, cell of row i) for each column shown; ``wide`` adds the ones a 100-column terminal cannot hold."""
+    has_data = any("accuracy" in r for r in records)
+    batches = sorted({t["batch"] for r in records for t in (r.get("throughput") or []) if t["batch"] > 1})
+    lat = lambda r, k: fmt_cell((r.get("latency_ms") or {}).get(k), ".3f")  # noqa: E731
+    thr = lambda r, b: fmt_cell(next((t.get("images_per_s") for t in r.get("throughput") or [] if t["batch"] == b),
+                                     None), ".1f")  # noqa: E731
+    cols: list[tuple[str, Callable[[int, dict[str, Any]], str], bool]] = [
+        ("model", lambda i, r: Path(r["model"]).name, True),
+        ("format", lambda i, r: r["format"], wide),
+        ("quant", lambda i, r: r.get("quant") or "-", True),
+        ("device", lambda i, r: r["device"], True),
+        ("status", lambda i, r: r["status"], True),  # replaced by the coloured cell with its note number
+        ("MB", lambda i, r: fmt_cell(r["size_bytes"] and r["size_bytes"] / 1e6, ".3f"), True),
+        ("init ms", lambda i, r: fmt_cell(r.get("init_ms"), ".1f"), wide),
+        ("first ms", lambda i, r: fmt_cell(r.get("first_ms"), ".2f"), wide),
+        ("p50 ms", lambda i, r: lat(r, "p50"), True),
+        ("p99 ms", lambda i, r: lat(r, "p99"), wide),
+        ("FPS", lambda i, r: fmt_cell(r.get("fps"), ".1f"), True),
+        *[(f"img/s @{b}", lambda i, r, b=b: thr(r, b), wide) for b in batches],
+        ("RSS MB", lambda i, r: fmt_cell(r.get("peak_rss_mb"), ".1f"), wide),
+        ("top-1", lambda i, r: fmt_cell(r.get("accuracy"), ".4f"), has_data),
+        ("top-5", lambda i, r: fmt_cell(r.get("top5_accuracy"), ".4f"), has_data and wide),
+        ("agree", lambda i, r: fmt_cell(r.get("agreement"), ".4f"), has_data),
+        ("vs ref", lambda i, r: _ratio_cell(comparisons[i]) if comparisons else "-", bool(comparisons)),
+        ("backend", lambda i, r: r.get("backend") or "-", wide),
+    ]
+    return [(name, cell) for name, cell, shown in cols if shown]
+
+
+def _ratio_cell(c: dict[str, Any]) -> str:
+    if c["ratio"] is None:
+        return "-"
+    return f"[red]{c['ratio']:.2f}x[/red]" if c["verdict"] == "slower" else f"{c['ratio']:.2f}x"
+
+
+def print_table(records: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any]] | None = None,
+                console: Any = None, wide: bool = False, stderr: bool = False) -> None:
+    """One row per file and device (ultralytics-style status column), then the reasons behind each non-pass.
+
+    The default columns fit a 100-column terminal, each file's backend on a line below the table; ``wide``
+    adds the format, init and first-call times, p99, throughput per batch size, memory, top-5 and the backend."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
     if not records:
         return
-    has_data = any("accuracy" in r for r in records)
-    batches = sorted({t["batch"] for r in records for t in (r.get("throughput") or []) if t["batch"] > 1})
     threads = records[0]["threads"] or "default"
-    table = Table(title=f"edgeclf bench - {describe(records[0]['machine'])}, threads {threads}")
-    cols = ["model", "format", "quant", "device", "status", "size MB", "init ms", "first ms", "p50 ms", "p99 ms",
-            "FPS", *[f"img/s @{b}" for b in batches], "peak RSS MB"]
-    cols += ["top-1", "top-5", "agree"] if has_data else []
-    cols += ["vs ref"] if comparisons else []
-    cols += ["backend"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "format", "quant", "device", "status", "backend") else "right",
-                         no_wrap=c == "model")
+    table = Table(title=f"edgeclf bench - {describe(records[0]['machine'])}, threads {threads}",
+                  box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
+    columns = _columns(records, comparisons, wide)
+    for name, _ in columns:  # only the file name (kept whole up to 16 characters) and the backend may wrap
+        table.add_column(name, justify="left" if name in TEXT_COLUMNS else "right", overflow="fold",
+                         no_wrap=name not in ("model", "backend"),
+                         min_width=min(16, max(len(Path(r["model"]).name) for r in records)) if name == "model" else None)
     notes: list[str] = []
     for i, r in enumerate(records):
-        lat = r.get("latency_ms") or {}
-        thr = {t["batch"]: t.get("images_per_s") for t in (r.get("throughput") or [])}
         if r["status"] != "passed":
             notes.append(f"[{len(notes) + 1}] {r['model']} ({r['format']}, {r['device']}): {r['status']}")
-        row = [Path(r["model"]).name, r["format"], r.get("quant") or "-", r["device"],
-               status_cell(r["status"], len(notes) if r["status"] != "passed" else None),
-               fmt_cell(r["size_bytes"] and r["size_bytes"] / 1e6, ".3f"), fmt_cell(r.get("init_ms"), ".1f"),
-               fmt_cell(r.get("first_ms"), ".2f"), fmt_cell(lat.get("p50"), ".3f"), fmt_cell(lat.get("p99"), ".3f"),
-               fmt_cell(r.get("fps"), ".1f"), *[fmt_cell(thr.get(b), ".1f") for b in batches], fmt_cell(r.get("peak_rss_mb"), ".1f")]
-        if has_data:
-            row += [fmt_cell(r.get("accuracy"), ".4f"), fmt_cell(r.get("top5_accuracy"), ".4f"), fmt_cell(r.get("agreement"), ".4f")]
-        if comparisons:
-            c = comparisons[i]
-            row.append("-" if c["ratio"] is None else
-                       (f"[red]{c['ratio']:.2f}x[/red]" if c["verdict"] == "slower" else f"{c['ratio']:.2f}x"))
-        row.append(r.get("backend") or "-")
-        table.add_row(*row)
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a log or a pasted report: do not squeeze the table into 80 columns
-            console = Console(width=max(console.width, 180))
+        cells = [cell(i, r) for _, cell in columns]
+        cells[[n for n, _ in columns].index("status")] = status_cell(r["status"], len(notes) if r["status"] != "passed" else None)
+        table.add_row(*cells)
+    console = console or table_console(stderr, wide)
     console.print(table)
+    if not wide:
+        backends: dict[str, list[str]] = {}
+        for r in records:
+            if r.get("backend"):
+                backends.setdefault(r["backend"], []).append(Path(r["model"]).name)
+        for backend, files in backends.items():
+            console.print(escape(f"{backend}: {', '.join(dict.fromkeys(files))}"))
     for note in notes:
         console.print(escape(note), soft_wrap=True)
 

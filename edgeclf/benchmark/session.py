@@ -120,9 +120,20 @@ def load_data_job(data: str | os.PathLike) -> dict[str, Any]:
             "paths": [str(p) for p in ds.paths or []]}
 
 
+SOURCE_OPTIONS = ("labels", "mean", "std", "color", "resize")  # what convert() takes of the runtime options
+
+
+def runtime_options(labels: str | os.PathLike | Sequence[str] | None, **options: Any) -> dict[str, Any]:
+    """The ``Runtime`` overrides a worker process gets: those given, a labels file as an absolute path."""
+    if isinstance(labels, (str, os.PathLike)):
+        labels = str(Path(labels).resolve())
+    return {k: v for k, v in dict(options, labels=labels).items() if v is not None}
+
+
 def convert_one(source: Path, fmt: Format, quant: str, out: Path, runtime: dict[str, Any]) -> tuple[str | None, str]:
     """Convert ``source`` to one (format, quant); (file or None, status) in ultralytics' three outcomes."""
     from edgeclf.conversion.pipeline import convert
+    runtime = {k: v for k, v in runtime.items() if k in SOURCE_OPTIONS}
     report = out / "convert_report.json"
     report.unlink(missing_ok=True)
     try:
@@ -190,12 +201,14 @@ def bench(models: Sequence[str | os.PathLike], device: str | Sequence[str] = "cp
           runs: int = 200, warmup: int = 20, max_secs: float = 60.0, batch: Sequence[int] = (1,),
           data: str | os.PathLike | None = None, labels: str | os.PathLike | Sequence[str] | None = None,
           mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
-          color: str | None = None, resize: str | None = None, quant: str | Sequence[str] = RUN_FOLDER_QUANTS,
-          convert_dir: str | os.PathLike | None = None, progress: bool = True) -> list[dict[str, Any]]:
+          color: str | None = None, resize: str | None = None, crop_ratio: float | None = None,
+          input_size: tuple[int, int] | int | None = None, output: str | None = None,
+          quant: str | Sequence[str] = RUN_FOLDER_QUANTS, convert_dir: str | os.PathLike | None = None,
+          progress: bool = True) -> list[dict[str, Any]]:
     """Measure each model file (or run folder, converted first) on each device; one record per pair.
 
     ``device`` takes one name, a comma-separated string or a list. ``labels``/``mean``/``std``/``color``/
-    ``resize`` describe files made elsewhere (as for ``Runtime``). ``data`` (a class-per-folder set) adds
+    ``resize``/``crop_ratio``/``input_size``/``output`` describe files made elsewhere (as for ``Runtime``). ``data`` (a class-per-folder set) adds
     top-1/top-5 accuracy and top-1 agreement with the first float model. A run folder is converted into
     ``convert_dir`` (default ``<run>/bench``) to each format of the formats table in the ``quant`` modes
     it supports.
@@ -208,8 +221,8 @@ def bench(models: Sequence[str | os.PathLike], device: str | Sequence[str] = "cp
     _check_args(runs, warmup, max_secs, threads, batches)
     if not models:
         raise EdgeclfError("no model given")
-    runtime = {k: v for k, v in dict(labels=str(labels) if isinstance(labels, (str, os.PathLike)) else labels,
-                                     mean=mean, std=std, color=color, resize=resize).items() if v is not None}
+    runtime = runtime_options(labels, mean=mean, std=std, color=color, resize=resize, crop_ratio=crop_ratio,
+                              input_size=input_size, output=output)
     data_job = load_data_job(data) if data is not None else None
     n_images = len(data_job["labels"]) if data_job else 0
     timeout = 120 + max_secs * (2 + 2 * len(batches)) + 2.0 * n_images

@@ -28,6 +28,21 @@ COMMANDS = {
     "demo": "The whole pipeline on built-in data, with a report.",
 }
 
+# What to install when a command's import fails: OpenCV is not a pip requirement (Raspberry Pi OS and Jetson
+# provide it from apt as python3-opencv, which pip cannot see), so its absence gets its own line.
+INSTALL_HINTS = {
+    "cv2": "pip install 'edgeclf[opencv]' (on Raspberry Pi OS or Jetson: sudo apt install python3-opencv)",
+    "onnxruntime": "pip install 'edgeclf[onnx]'",
+    "openvino": "pip install 'edgeclf[openvino]'",
+    **dict.fromkeys(("starlette", "uvicorn", "multipart", "python_multipart"), "pip install 'edgeclf[serve]'"),
+}
+DEFAULT_HINT = "pip install 'edgeclf[train]' for training and conversion"
+
+
+def _missing(exc: ModuleNotFoundError) -> str:
+    root = (exc.name or "").split(".")[0]
+    return f"needs {root or exc.name}, which is not installed: {INSTALL_HINTS.get(root, DEFAULT_HINT)}"
+
 
 class LazyGroup(click.Group):
     """A group that imports ``edgeclf.cli.<name>`` only when that command is used."""
@@ -43,8 +58,7 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("edgeclf.cli."):
                 return None
-            raise click.ClickException(f"'edgeclf {name}' needs {exc.name}, which is not installed "
-                                       f"(pip install 'edgeclf[train]' for training and conversion)") from None
+            raise click.ClickException(f"'edgeclf {name}' {_missing(exc)}") from None
         return module.cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -59,6 +73,11 @@ class LazyGroup(click.Group):
         except EdgeclfError as exc:
             click.echo(f"edgeclf: error: {exc}", err=True)
             sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+        except ModuleNotFoundError as exc:  # a command's lazy import (Runtime -> cv2) of an optional package
+            if (exc.name or "").split(".")[0] not in INSTALL_HINTS:
+                raise
+            click.echo(f"edgeclf: error: {ctx.invoked_subcommand or 'edgeclf'} {_missing(exc)}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

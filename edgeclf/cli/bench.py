@@ -8,17 +8,8 @@ import click
 
 from edgeclf.runtime.devices import DEVICES
 from edgeclf.artifact.formats import QUANT_MODES
-from edgeclf.cli.options import model_options, runtime_kwargs
-
-
-def _devices(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    names = [n.strip().lower() for n in value.split(",") if n.strip()]
-    for name in names:
-        if name not in DEVICES:
-            raise click.BadParameter(f"{name!r} is not one of {', '.join(DEVICES)}")
-    if not names:
-        raise click.BadParameter("give at least one device")
-    return list(dict.fromkeys(names))
+from edgeclf.cli.options import device_options, json_option, model_argument, runtime_kwargs, runtime_options, \
+    write_json
 
 
 def _ints(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -39,10 +30,8 @@ def _quants(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command("bench")
-@click.argument("models", nargs=-1, required=True, type=click.Path())
-@click.option("--device", default="cpu", show_default=True, callback=_devices,
-              help=f"Device(s), comma-separated: {', '.join(DEVICES)}.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtime's).")
+@model_argument(nargs=-1)
+@device_options(many=True)
 @click.option("--runs", type=click.IntRange(min=1), default=200, show_default=True, help="Timed runs (at batch 1).")
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed runs first.")
 @click.option("--max-secs", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
@@ -53,7 +42,7 @@ def _quants(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Class-per-folder images: adds top-1/top-5 accuracy and agreement with the first float model.")
 @click.option("--quant", default="fp32,int8", show_default=True, callback=_quants,
               help="For a run folder: the quantisation modes to convert to (where each format has them).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the records as JSON.")
+@json_option("the records")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="Write the records as CSV.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Latency vs accuracy (or size) PNG.")
 @click.option("--compare", "reference", type=click.Path(exists=True, dir_okay=False),
@@ -68,11 +57,12 @@ def _quants(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="With --pick and no --data: images to measure agreement with the float file on.")
 @click.option("--deploy", "deploy_out", type=click.Path(dir_okay=False),
               help="With --pick: where to write deploy.json (default: next to the picked file).")
-@model_options
+@click.option("--wide", is_flag=True, help="Every column (init and first-call times, top-5, throughput per batch).")
+@runtime_options
 def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: int, warmup: int, max_secs: float,
-        batch: list[int], data: str | None, quant: str, json_out: str | None, csv_out: str | None,
+        batch: list[int], data: str | None, quant: str, json_path: str | None, csv_out: str | None,
         plot_out: str | None, reference: str | None, tolerance: float, pick_mode: bool, max_drop: float,
-        samples: str | None, deploy_out: str | None, **kwargs: Any) -> None:
+        samples: str | None, deploy_out: str | None, wide: bool, **kwargs: Any) -> None:
     """Benchmark MODELS (.tflite / .onnx files, or a training run folder converted to every format).
 
     With --pick: try every file on every backend, device and thread count, and choose the fastest that keeps
@@ -86,16 +76,17 @@ def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: i
     if pick_mode:
         if reference or batch != [1]:
             raise click.UsageError("--pick measures batch 1 and has no --compare")
-        _pick(models, device, threads, runs, warmup, max_secs, data, quant, json_out, csv_out, plot_out, max_drop,
+        _pick(models, device, threads, runs, warmup, max_secs, data, quant, json_path, csv_out, plot_out, max_drop,
               samples, deploy_out, runtime_kwargs(kwargs))
         return
     ref = load_reference(reference) if reference else None
     records = bench(models, device=device, threads=threads, runs=runs, warmup=warmup, max_secs=max_secs, batch=batch,
                     data=data, quant=quant, **runtime_kwargs(kwargs))
     comparisons = compare(records, ref, tolerance) if ref is not None else None
-    bench_report.print_table(records, comparisons)
-    for path, write in ((json_out, bench_report.write_json), (csv_out, bench_report.write_csv),
-                        (plot_out, bench_report.write_plot)):
+    bench_report.print_table(records, comparisons, wide=wide, stderr=json_path == "-")
+    if json_path:
+        write_json(records, json_path)  # the format --compare reads back
+    for path, write in ((csv_out, bench_report.write_csv), (plot_out, bench_report.write_plot)):
         if path:
             write(records, path)
             click.echo(f"wrote {path}", err=True)
@@ -111,7 +102,7 @@ def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: i
 
 
 def _pick(models: tuple[str, ...], device: list[str], threads: int | None, runs: int, warmup: int, max_secs: float,
-          data: str | None, quant: str, json_out: str | None, csv_out: str | None, plot_out: str | None,
+          data: str | None, quant: str, json_path: str | None, csv_out: str | None, plot_out: str | None,
           max_drop: float, samples: str | None, deploy_out: str | None, runtime: dict[str, Any]) -> None:
     """``bench --pick``: measure, print, write; exit 1 when nothing meets the bound."""
     from edgeclf.benchmark import pick_report
@@ -122,8 +113,10 @@ def _pick(models: tuple[str, ...], device: list[str], threads: int | None, runs:
     result = pick(models, device=device if explicit else DEVICES, threads=threads, max_drop=max_drop, data=data,
                   samples=samples, runs=runs, warmup=warmup, max_secs=max_secs, quant=quant, deploy=deploy_out,
                   **runtime)
-    pick_report.print_pick(result)
-    for path, write in ((json_out, pick_report.write_pick_json), (plot_out, pick_report.write_pick_plot),
+    pick_report.print_pick(result, stderr=json_path == "-")
+    if json_path:
+        write_json(result.to_dict(), json_path)
+    for path, write in ((plot_out, pick_report.write_pick_plot),
                         (csv_out, lambda r, p: write_csv(r.rows, p))):
         if path:
             write(result, path)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from edgeclf.artifact.formats import FORMAT_NAMES, IO_TYPES, QUANT_MODES
-from edgeclf.cli.options import model_options, unsafe_load_option
+from edgeclf.cli.options import model_argument, model_options, out_option, unsafe_load_option
 
 
 def _names(valid: tuple[str, ...]) -> Any:
@@ -22,7 +22,7 @@ def _names(valid: tuple[str, ...]) -> Any:
 
 
 @click.command("convert")
-@click.argument("model", type=click.Path(exists=True))
+@model_argument()
 @click.option("--to", "to", default="tflite", show_default=True, callback=_names((*FORMAT_NAMES, "all")),
               help=f"Format(s), comma-separated: {', '.join(FORMAT_NAMES)} or all.")
 @click.option("--quant", default=None, callback=_names(QUANT_MODES),
@@ -46,7 +46,7 @@ def _names(valid: tuple[str, ...]) -> Any:
 @click.option("--allow-select-ops", is_flag=True, help="Allow TensorFlow (Flex) ops TFLite builtins lack.")
 @click.option("--batch", default="1", show_default=True, type=click.Choice(["1", "0", "dynamic"]),
               help="Batch dimension of TFLite/ONNX files: 1, or 0/dynamic for any batch size (bench --batch).")
-@click.option("--out", "out", type=click.Path(file_okay=False), default="converted", show_default=True, help="Output folder.")
+@out_option("converted", "Output folder.")
 @model_options
 @unsafe_load_option
 def cmd(model: str, to: str, quant: str | None, io: str, calib: str | None, calib_samples: int, check: str | None,

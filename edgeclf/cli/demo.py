@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import click
 
+from edgeclf.cli.options import out_option
+
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
-              help="Folder for the run, the converted files and the report (re-running resumes or refreshes it).")
-@click.option("--quick", is_flag=True, help="A small subset and input size: about 3 minutes on 2 cores.")
+@out_option("runs/demo", "Folder for the run, the converted files and the report (re-running resumes or refreshes it).")
+@click.option("--quick", is_flag=True, help="A small subset (1,000 images) at 64 px: the short version the tests run.")
 @click.option("--arch", default="efficientnet_lite0", show_default=True, help="Architecture (see edgeclf.models).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet (offline for EfficientNet-Lite0/1/2), none, or a weights file.")

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import click
 
-from edgeclf.cli.options import unsafe_load_option
+from edgeclf.cli.options import model_argument, out_option, unsafe_load_option
 
 
 @click.command("explain")
-@click.argument("model", type=click.Path(exists=True))
+@model_argument()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--out", type=click.Path(dir_okay=False), default="cam.png", show_default=True, help="Output PNG.")
+@out_option("cam.png", "Output PNG.", file=True)
 @click.option("--class", "class_name", help="Explain this class (label or index) instead of the top one.")
 @unsafe_load_option
 def cmd(model: str, image: str, out: str, class_name: str | None, unsafe_load: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from edgeclf.cli.options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, json_option, model_argument, runtime_kwargs, runtime_options, write_json
 
 NEEDS = {"coral": "compiled for the Edge TPU: run with --device coral"}
 
@@ -39,15 +39,16 @@ def _echo_tensors(d: dict[str, Any]) -> None:
 
 
 @click.command("info")
-@click.argument("model", type=click.Path())
-@model_options
-@device_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a summary.")
-def cmd(model: str, as_json: bool, **kwargs: Any) -> None:
+@model_argument()
+@runtime_options
+@device_options()
+@json_option("the description")
+def cmd(model: str, json_path: str | None, **kwargs: Any) -> None:
     """Show MODEL's metadata, inputs and outputs (dtype, quantisation), size and backend."""
     d = _describe(model, kwargs)
-    if as_json:
-        click.echo(json.dumps(d, indent=2))
+    if json_path:
+        write_json(d, json_path)
+    if json_path == "-":
         return
     click.echo(f"model      {d['model']} ({d['format']}, {d['size_bytes']:,} bytes)")
     click.echo(f"backend    {d['backend']} on {d['device']}" if d["backend"] else f"backend    none opened: {d['note']}")

@@ -9,20 +9,20 @@ from typing import Any
 
 import click
 
-from edgeclf.cli.options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, json_option, model_argument, runtime_kwargs, runtime_options, \
+    top_k_option
 
 DEFAULT_VIDEO_FPS = 30.0  # container rate for --save when neither the source nor --fps gives one
 
 
 @click.command("run")
-@click.argument("model", type=click.Path())
+@model_argument()
 @click.option("--source", "-s", default="0", show_default=True,
               help="Camera index, /dev/videoN, video file, rtsp:// or http:// URL, image folder, or 'picamera2'.")
-@click.option("--headless", is_flag=True, help="No window; JSON lines go to --json-out (stdout by default).")
-@click.option("--json-out", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write one JSON object per processed frame to this file ('-' = stdout).")
+@click.option("--headless", is_flag=True, help="No window; JSON lines go to --json (stdout by default).")
+@json_option("one object per processed frame, one per line,")
 @click.option("--save", type=click.Path(dir_okay=False), help="Write the annotated video here (.mp4, .avi, ...).")
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@top_k_option()
 @click.option("--realtime", is_flag=True, help="Pace a file/folder at its frame rate and drop stale frames, like a camera.")
 @click.option("--smooth", type=click.IntRange(min=1), default=1, show_default=True,
               help="Average the scores over the last K frames.")
@@ -35,9 +35,9 @@ DEFAULT_VIDEO_FPS = 30.0  # container rate for --save when neither the source no
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True),
               help="Frame rate to request from a camera (the rate of an image folder with --realtime).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many results.")
-@model_options
-@device_options
-def cmd(model: str, source: str, headless: bool, json_out: str | None, save: str | None, top_k: int,
+@runtime_options
+@device_options()
+def cmd(model: str, source: str, headless: bool, json_path: str | None, save: str | None, top_k: int,
         realtime: bool, smooth: int, threshold: float, reconnect: int, width: int | None, height: int | None,
         fps: float | None, max_frames: int | None, **kwargs: Any) -> None:
     """Classify frames from --source with MODEL; show them, or write JSON lines and/or an annotated video."""
@@ -47,12 +47,12 @@ def cmd(model: str, source: str, headless: bool, json_out: str | None, save: str
     from edgeclf.runtime import Runtime
     from edgeclf.camera.sinks import JsonLinesSink, VideoSink, Window, annotate, window_available
 
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # failures reach the user as one line
+    _quiet_opencv(cv2)  # failures reach the user as one line
     runtime = Runtime(model, **runtime_kwargs(kwargs))
     if not headless and not window_available():
         click.echo("edgeclf: no display (or OpenCV built without GUI): running headless", err=True)
         headless = True
-    json_target = json_out or ("-" if headless else None)
+    json_target = json_path or ("-" if headless else None)
     stop = threading.Event()
     frames = stream(runtime, source, width=width, height=height, fps=fps, realtime=realtime, top_k=top_k,
                     smooth=smooth, threshold=threshold, reconnect=reconnect, max_frames=max_frames, stop=stop)
@@ -84,6 +84,16 @@ def cmd(model: str, source: str, headless: bool, json_out: str | None, save: str
                 video.write(result.image)
             if window is not None and not window.show(result.image):
                 break
+
+
+def _quiet_opencv(cv2: Any) -> None:
+    """OpenCV's own log at ERROR level. Builds without the ``cv2.utils.logging`` wrapper (Debian's and Raspberry
+    Pi OS's python3-opencv 4.6) have the older ``cv2.setLogLevel``, same levels (2 = ERROR)."""
+    logging = getattr(cv2.utils, "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    elif hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(2)
 
 
 def _summary(stats: dict[str, Any]) -> str:

@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from edgeclf.cli.options import device_options, model_options, runtime_kwargs
+from edgeclf.cli.options import device_options, model_argument, runtime_kwargs, runtime_options, top_k_option
 
 
 @click.command("serve")
-@click.argument("model", type=click.Path())
+@model_argument()
 @click.option("--source", "-s", default=None,
               help="Camera index, /dev/videoN, video file, stream URL, image folder or 'picamera2' to show live "
                    "(files and folders loop). Without it: uploads only.")
@@ -38,23 +38,19 @@ from edgeclf.cli.options import device_options, model_options, runtime_kwargs
               help="CPU time one upload may take to decode (longer: 422).")
 @click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds a client has to send a request's headers (slow clients are cut off).")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@top_k_option()
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True),
               help="Frame rate to request from a camera; the pace of an image folder (default 5).")
 @click.option("--width", type=click.IntRange(min=1), help="Frame width to request from a camera.")
 @click.option("--height", type=click.IntRange(min=1), help="Frame height to request from a camera.")
-@model_options
-@device_options
+@runtime_options
+@device_options()
 def cmd(model: str, source: str | None, host: str, port: int, token: str | None, insecure: bool,
         allowed_hosts: tuple[str, ...], samples: Path | None, max_upload_mb: float, max_megapixels: float,
         rate: float, burst: int, decode_seconds: float, header_timeout: float, top_k: int, fps: float | None,
         width: int | None, height: int | None, **kwargs: Any) -> None:
     """Serve a live page (camera stream, top-k, FPS, uploads, feedback) and a JSON API for MODEL."""
-    try:
-        from edgeclf.serve import serve
-    except ModuleNotFoundError as exc:
-        raise click.ClickException(f"'edgeclf serve' needs {(exc.name or '?').split('.')[0]}, which is not installed "
-                                   "(pip install 'edgeclf[serve]')") from None
+    from edgeclf.serve import serve  # a missing [serve] package: one line from the group, naming the extra
     serve(model, source=source, host=host, port=port, token=token, samples=samples, max_upload_mb=max_upload_mb,
           max_megapixels=max_megapixels, top_k=top_k, fps=fps, width=width, height=height, insecure=insecure,
           allowed_hosts=allowed_hosts, rate=rate, burst=burst, decode_seconds=decode_seconds,

@@ -5,6 +5,8 @@ from typing import Any
 
 import click
 
+from edgeclf.cli.options import out_option
+
 
 @click.command("train")
 @click.argument("data")
@@ -31,7 +33,7 @@ import click
 @click.option("--qat-epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--mixup", type=click.FloatRange(min=0), default=0.0, help="Mixup Beta concentration (0: off).")
 @click.option("--cutmix", type=click.FloatRange(0, 1), default=0.0, help="Cutmix probability per batch (0: off).")
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<arch>-<time>).")
+@out_option(None, "Run folder (default runs/<arch>-<time>).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--strategy", type=click.Choice(["mirrored", "multiworker"]), help="tf.distribute strategy.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on a stratified subset of this many images.")

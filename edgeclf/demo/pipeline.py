@@ -8,6 +8,8 @@ public API (``train``, ``convert``, ``bench``), so the demo is also its worked e
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import cv2
 
 from edgeclf.data import folder_name
 from edgeclf.errors import DataError
-from edgeclf.fileio import atomic_write_bytes
+from edgeclf.fileio import atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -127,5 +129,14 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, arch: str = "effici
     say("[bold]5/5 report[/]")
     from edgeclf.demo.report import build_report
     paths = build_report(out, run, conversions, records, plan, timings)
-    say(f"report: {paths[0]} and {paths[1]} ({time.perf_counter() - t0:.0f} s in all)")
+    total = time.perf_counter() - t0
+    write_timings(out / "timings.json", timings, total, "quick" if quick else "full", arch, complete)
+    say(f"report: {paths[0]} and {paths[1]} ({total:.0f} s in all)")
     return paths[0]
+
+
+def write_timings(path: Path, steps: dict[str, float], total: float, plan: str, arch: str, reused: bool) -> None:
+    """The run's seconds per step and in all, for benchmarks/demo.py to record (a reused run trains in ~0 s)."""
+    record = {"plan": plan, "arch": arch, "reused_training": reused, "cpus": os.cpu_count(),
+              "steps_s": {k: round(v, 1) for k, v in steps.items()}, "total_s": round(total, 1)}
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")

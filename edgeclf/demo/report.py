@@ -24,6 +24,13 @@ def _gradcam_example(run: Path, target: Path) -> str:
     return f"Grad-CAM: true class '{truth}', predicted '{label}' (p={p:.2f}); red is where the model looked"
 
 
+def shell_commands(out: Path, int8_path: Path, files: Sequence[str | Path]) -> str:
+    """The report's "Run it" shell lines (tests/test_documented_commands.py runs them as printed)."""
+    return (f"edgeclf predict {int8_path} {out / 'test_images'}/*/00000.png\n"
+            f"edgeclf bench {' '.join(map(str, files))} --data {out / 'test_images'}\n"
+            f"python3 examples/raspberrypi/classify_camera.py {int8_path.name}")
+
+
 def _fmt_ms(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
@@ -59,7 +66,7 @@ def _class_rows(test: dict[str, Any]) -> list[list[Any]]:
 def build_report(out: Path, run: Path, conversions: Sequence[Any], records: Sequence[dict[str, Any]],
                  plan: Any, timings: dict[str, float]) -> list[Path]:
     """Assemble and write ``report.md`` / ``report.html`` in ``out``."""
-    settings = json.loads((run / "hparams.json").read_text())  # model / hparams / splits / strategy
+    settings = json.loads((run / "hparams.json").read_text())  # grouped as training.settings.Settings saves it
     model = settings["model"]
     metrics = json.loads((run / "metrics.json").read_text())
     test = metrics["test"]
@@ -91,13 +98,11 @@ def build_report(out: Path, run: Path, conversions: Sequence[Any], records: Sequ
         R.heading("Why it decided: Grad-CAM"),
         R.image(out / "gradcam.png", cam_caption),
         R.heading("Run it"),
-        R.text("In an app (pip install edgeclf; no TensorFlow needed):"),
+        R.text("In an app (pip install \"edgeclf[opencv]\"; no TensorFlow needed):"),
         R.code(f"from edgeclf import Runtime\nrt = Runtime('{int8_path.name}')\n"
                "print(rt.predict('shirt.png', top_k=3))"),
         R.text("From the shell, and on a Raspberry Pi with a camera (examples/raspberrypi/):"),
-        R.code(f"edgeclf predict {int8_path} {out / 'test_images'}/*/00000.png\n"
-               f"edgeclf bench {' '.join(str(c.path) for c in conversions if c.path)} --data {out / 'test_images'}\n"
-               f"python3 examples/raspberrypi/classify_camera.py {int8_path.name}"),
+        R.code(shell_commands(out, int8_path, [c.path for c in conversions if c.path])),
         R.heading("Timings"),
         R.table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]),
     ]

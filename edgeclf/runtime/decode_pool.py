@@ -113,7 +113,7 @@ class DecodePool:
             self._all.add(worker)
         try:
             ready = worker.read(FRAME.size, time.monotonic() + START_TIMEOUT_S)
-        except (TimeoutError, EOFError):
+        except (TimeoutError, EOFError, OSError, ValueError):  # OSError/ValueError: close() shut its pipe meanwhile
             if not self._closed:
                 log.warning("edgeclf: an image decoder process did not start; uploads have one decoder fewer")
             self._discard(worker)

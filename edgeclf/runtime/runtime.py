@@ -101,7 +101,7 @@ class Runtime:
             pre_changes["input_size"] = size
         elif meta is None:
             raise InvalidModelError(f"{self.path}: the input size is dynamic and the file has no edgeclf metadata; "
-                                    "pass input_size=(h, w)")
+                                    "pass input_size=(h, w) (--input-size HxW)")
         if meta is None:
             pre_changes["layout"] = layout
         base = meta if meta is not None else Metadata(source=str(self.path), labels=standard.labels if standard else [])

@@ -5,13 +5,13 @@ Needs only a TFLite runtime (ai-edge-litert or tflite-runtime), OpenCV and numpy
 and preprocessing are read from the model's embedded edgeclf metadata (override with --labels/--mean/--std).
 
     python3 classify_camera.py model.tflite                          # USB camera 0, window if a display exists
-    python3 classify_camera.py model.tflite --camera picamera2       # Pi camera module (python3-picamera2)
-    python3 classify_camera.py model.tflite --camera /dev/video0 --width 640 --height 480 --fps 30
-    python3 classify_camera.py model_edgetpu.tflite --coral          # Coral USB Accelerator (libedgetpu1-std)
+    python3 classify_camera.py model.tflite --source picamera2       # Pi camera module (python3-picamera2)
+    python3 classify_camera.py model.tflite --source /dev/video0 --width 640 --height 480 --fps 30
+    python3 classify_camera.py model_edgetpu.tflite --device coral    # Coral USB Accelerator (libedgetpu1-std)
     python3 classify_camera.py model.tflite --headless > results.jsonl   # one JSON object per frame
 
 Options: --threads N (CPU threads, default: all cores), --top-k K, --threshold T (below: "unknown"),
---labels FILE, --mean M --std S, --max-frames N. --camera also takes a video file or rtsp:// URL.
+--labels FILE, --mean M --std S, --max-frames N. --source also takes a video file or rtsp:// URL.
 The newest frame is always the one classified (a capture thread drains the camera), so results never lag
 behind the scene; SIGTERM/Ctrl-C exits cleanly; a camera that disappears is re-opened with backoff.
 """
@@ -260,23 +260,25 @@ class Camera:
 def main() -> int:
     ap = argparse.ArgumentParser(description="Classify camera frames with an edgeclf .tflite model.")
     ap.add_argument("model")
-    ap.add_argument("--camera", default="0", help="0, /dev/video0, picamera2, a video file or an rtsp:// URL")
+    # the names are edgeclf run's where the two overlap (--source, --device, --top-k, --threads, --headless)
+    ap.add_argument("--source", "-s", default="0", help="0, /dev/video0, picamera2, a video file or an rtsp:// URL")
     ap.add_argument("--width", type=int), ap.add_argument("--height", type=int), ap.add_argument("--fps", type=float)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("EDGECLF_THREADS", 0)) or None)
-    ap.add_argument("--coral", action="store_true", help="run on a Coral USB Accelerator (an _edgetpu.tflite model)")
-    ap.add_argument("--top-k", type=int, default=3)
+    ap.add_argument("--device", choices=("cpu", "coral"), default="cpu",
+                    help="coral: a Coral USB Accelerator (an _edgetpu.tflite model)")
+    ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--threshold", type=float, default=0.0)
     ap.add_argument("--labels"), ap.add_argument("--mean", type=float, nargs="+"), ap.add_argument("--std", type=float, nargs="+")
     ap.add_argument("--headless", action="store_true", help="no window: one JSON object per frame on stdout")
     ap.add_argument("--max-frames", type=int)
     args = ap.parse_args()
 
-    clf = Classifier(args.model, args.threads, args.coral, args.labels, args.mean, args.std)
+    clf = Classifier(args.model, args.threads, args.device == "coral", args.labels, args.mean, args.std)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        cam = Camera(args.camera, args.width, args.height, args.fps, stop)
+        cam = Camera(args.source, args.width, args.height, args.fps, stop)
     except Exception as exc:
         print(f"classify_camera: error: {exc}", file=sys.stderr)
         return 1
@@ -313,7 +315,7 @@ def main() -> int:
                                         for i in top]}), flush=True)
     cam.close()
     if cam.lost:  # non-zero so that systemd's Restart=on-failure starts it again
-        print(f"classify_camera: error: {args.camera}: camera lost and 5 reconnect attempts failed"
+        print(f"classify_camera: error: {args.source}: camera lost and 5 reconnect attempts failed"
               f"{f' ({cam.error})' if cam.error else ''}", file=sys.stderr)
         return 1
     return 0
