@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert_sizes import lite0_keras, write_crops
+from _models import lite0_keras, photo_crops
 
 RESULTS = Path(__file__).parent / "results" / "int8_repair.json"
 
@@ -51,7 +51,7 @@ def main() -> None:
         work = Path(tmp)
         model, labels, pre = lite0_keras(work)
         calib = write_bad_images(work / "calib", args.calib_samples, args.calib_kind)
-        check = write_crops(work / "check", args.check_images, seed=1)
+        check = photo_crops(work / "check", args.check_images, seed=1)
         command = (f"edgeclf convert lite0.keras --to tflite --quant int8 --calib {args.calib_kind}/ --check photos/ "
                    f"--labels {labels.name} --mean 127 --std 128 --int8-fallback auto")
         t0 = time.perf_counter()
