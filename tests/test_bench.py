@@ -299,6 +299,8 @@ def run_folder(tmp_path_factory, keras_model):
     rng = np.random.default_rng(0)
     np.savez(run / "calib.npz", images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
              labels=rng.integers(0, 4, 16))
+    np.savez(run / "test.npz", images=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),  # the gate's images
+             labels=rng.integers(0, 4, 40))
     return run
 
 
@@ -312,7 +314,10 @@ def test_run_folder_converts_to_every_format(tmp_path, run_folder):
     for fmt in ("tflite", "onnx"):
         for q in ("fp32", "int8"):
             cpu = rows[(fmt, q, "cpu")]
-            assert cpu["status"] == "passed", cpu["status"]
+            # fp32 passes as numerically equivalent; a random-weight model's int8 file may be unverifiable on 40
+            # noise images (too few decisive ones): kept, measured, and its row says why
+            assert cpu["status"] == "passed" or (q == "int8" and cpu["status"].startswith("failed accuracy check")
+                                                  and "could not be verified" in cpu["status"]), cpu["status"]
             assert Path(cpu["model"]).is_file() and Path(cpu["model"]).parent == run_folder / "bench"
             assert cpu["source"] == str(run_folder) and cpu["latency_ms"]["p50"] > 0
             assert rows[(fmt, q, "coral")]["status"].startswith("skipped: ")
@@ -321,7 +326,8 @@ def test_run_folder_converts_to_every_format(tmp_path, run_folder):
     tpu = rows[("edgetpu", "int8", "coral")]
     assert tpu["status"].startswith("unavailable: ") and "edgetpu_compiler" in tpu["status"]
     assert rows[("tensorrt", "fp32", "cpu")]["status"] == "skipped: TensorRT files run on jetson"
-    assert res.exit_code == 0, res.output
+    unverified = [r for r in recs if r["status"].startswith("failed accuracy check")]
+    assert res.exit_code == (1 if unverified else 0), res.output  # a file the gate did not pass fails the run
 
 
 def test_run_folder_conversion_failure_rows(tmp_path, run_folder):
