@@ -243,7 +243,7 @@ def test_sigterm_closes_json_and_video_cleanly(tiny_tflite, tmp_path):
                              "--realtime", "--headless", "--json", str(out), "--save", str(video)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not any(p.stat().st_size > 2000 for p in tmp_path.glob(".r.jsonl.*")) and time.monotonic() < deadline:
+    while not any(p.stat().st_size > 2000 for p in tmp_path.glob(".r.jsonl.*/r.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
