@@ -1,4 +1,4 @@
-"""``edgeclf demo --quick``: the README's main job, end to end, as a user runs it (and runs it again)."""
+"""``edgeclf demo --quick``: the README's main job, end to end, as a user runs it (once: it is the suite's longest test)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian package dataset-fashion-mnist not installed (setup.sh installs it)")
-def test_quick_demo_writes_a_complete_report_and_is_safe_to_rerun(tmp_path):
+def test_quick_demo_writes_a_complete_report(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "edgeclf", "demo", "--quick", "--out", str(out)]
     env = {**os.environ, "COLUMNS": "200"}
@@ -38,7 +38,3 @@ def test_quick_demo_writes_a_complete_report_and_is_safe_to_rerun(tmp_path):
                               text=True, timeout=120)
         d = json.loads(meta.stdout)["metadata"]
         assert d["labels"][0] == "T-shirt/top" and d["extra"]["parity"]["passed"]
-
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
-    assert "reusing it" in second.stdout and (out / "report.md").is_file()

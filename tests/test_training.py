@@ -259,19 +259,20 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, sys.argv[2])
 from test_training import TINY, digits
 from edgeclf.training.trainer import train
-run = train(digits(), out=sys.argv[1], epochs=1, freeze_epochs=0, prune=0.5, prune_epochs=1, qat=True,
-            qat_epochs=1, strategy="mirrored", **TINY)
+run = train(digits(), out=sys.argv[1], epochs=1, freeze_epochs=0, prune=0.5, prune_epochs=1, strategy="mirrored",
+            **TINY)
 print(json.dumps(json.loads((run / "metrics.json").read_text())))
 """
 
 
-def test_mirrored_strategy_trains_prune_and_qat_on_two_replicas(tmp_path):
-    """--strategy mirrored over two logical CPU devices (a fresh process: devices are fixed once TF starts)."""
+def test_mirrored_strategy_trains_and_prunes_on_two_replicas(tmp_path):
+    """--strategy mirrored over two logical CPU devices (a fresh process: devices are fixed once TF starts); pruning's
+    per-replica step counter is the part a strategy can break (QAT itself is covered by pruned_qat_run)."""
     proc = subprocess.run([sys.executable, "-c", MIRRORED_RUN, str(tmp_path / "run"), str(Path(__file__).parent)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert metrics["replicas"] == 2 and metrics["epochs_run"] == 3
+    assert metrics["replicas"] == 2 and metrics["epochs_run"] == 2
     assert abs(metrics["sparsity"] - 0.5) < 0.02
     assert (tmp_path / "run" / "model.keras").is_file()
 
