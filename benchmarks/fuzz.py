@@ -4,7 +4,8 @@
 
 The targets and input strategies are those of the test suite (``tests/fuzzing.py``), on tiny models built
 here like the suite's fixtures: a float and an int8 .tflite and an .onnx (mutated bytes through the metadata
-reader and a whole ``Runtime``), and a Keras config (mutated JSON through the config inspector). ``TARGETS``
+reader and a whole ``Runtime``), a Keras config (mutated JSON through the config inspector), and upload bytes (a
+mutated JPEG and PNG through the header checks and the decoder). ``TARGETS``
 maps a name to a function of the seed folder giving its ``Target``; add entries to fuzz more. Each target
 runs in its own process, so a native crash is counted rather than ending the run. Per input: over
 ``HANG_SECONDS`` is a hang, peak RSS growing over ``MEMORY_MB`` is unbounded memory, any exception but an
@@ -30,7 +31,7 @@ sys.path.insert(0, str(TESTS))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from fuzzing import Target, fuzz, keras_config_target, model_targets  # noqa: E402
+from fuzzing import Target, fuzz, image_target, keras_config_target, model_targets  # noqa: E402
 
 HANG_SECONDS = 5.0
 MEMORY_MB = 512.0
@@ -43,24 +44,33 @@ TARGETS: dict[str, Callable[[Path], Target]] = {
     "onnx-metadata": lambda seeds: model_targets(seeds / "model.onnx")["metadata"],
     "onnx-runtime": lambda seeds: model_targets(seeds / "model.onnx")["runtime"],
     "keras-config": lambda seeds: keras_config_target(json.loads((seeds / "config.json").read_text())),
+    "jpeg-decode": lambda seeds: image_target((seeds / "photo.jpg").read_bytes()),
+    "png-decode": lambda seeds: image_target((seeds / "photo.png").read_bytes()),
 }
 
 
 def make_seeds(folder: Path) -> None:
-    """The seed inputs: the suite's tiny classifier as float and int8 .tflite, .onnx and its .keras config."""
+    """The seed inputs: the suite's tiny classifier as float and int8 .tflite, .onnx and its .keras config, and a
+    small photo-like JPEG (progressive) and PNG."""
+    import cv2
+    import numpy as np
     import tf2onnx
     import tensorflow as tf
-    from conftest import SIZE, _keras_model, _to_tflite
+    from fixture_models import SIZE, _to_tflite, keras_model
 
     from edgeclf.training.keras_config import read_config
     from edgeclf.training.keras_io import save_model
 
-    model = _keras_model()
+    model = keras_model()
     (folder / "float.tflite").write_bytes(_to_tflite(model, "fp32"))
     (folder / "int8.tflite").write_bytes(_to_tflite(model, "int8", "uint8"))
     spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="input"),)
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(folder / "model.onnx"))
     (folder / "config.json").write_text(json.dumps(read_config(save_model(model, folder / "model.keras"))))
+    ramp = np.linspace(0, 255, 64, dtype=np.uint8)
+    image = np.dstack([np.tile(ramp, (48, 1)), np.tile(ramp[:48, None], (1, 64)), np.full((48, 64), 90, np.uint8)])
+    (folder / "photo.jpg").write_bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes())
+    (folder / "photo.png").write_bytes(cv2.imencode(".png", image)[1].tobytes())
 
 
 def _measure(stats: dict[str, Any]) -> Callable[[Target, Any], str]:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from edgeclf.errors import EdgeclfError
 
 DEFAULT_EXAMPLES = int(os.environ.get("EDGECLF_FUZZ_EXAMPLES", "40"))
+DECODE_MAX_PIXELS = 4_000_000  # the decoder's memory is bounded by this limit (16 bytes a pixel at most)
 
 
 @dataclass
@@ -128,6 +129,21 @@ def model_targets(model: Path) -> dict[str, Target]:
     data = model.read_bytes()
     return {"metadata": Target(mutants(data), _as_file(model.suffix, _read_metadata)),
             "runtime": Target(mutants(data), _as_file(model.suffix, _runtime))}
+
+
+def _decode(data: bytes) -> str:
+    from edgeclf.runtime.images import decode_untrusted
+    try:
+        image, _ = decode_untrusted(data, DECODE_MAX_PIXELS)
+    except EdgeclfError as exc:
+        return type(exc).__name__
+    assert image.dtype.name == "uint8" and image.ndim == 3 and image.shape[2] == 3
+    return "ok"
+
+
+def image_target(data: bytes) -> Target:
+    """Untrusted image bytes (an upload) through the header checks and the decoder, in this process."""
+    return Target(mutants(data), _decode)
 
 
 def keras_config_target(config: Any) -> Target:

@@ -348,3 +348,16 @@ def test_the_engine_runs_the_checked_bytes_not_the_path(tmp_path, monkeypatch, f
     monkeypatch.setattr(runtime_module, "read_model_bytes", read_then_swap)
     rt = Runtime(model, input_size=(SIZE, SIZE))
     assert rt.predict(np.zeros((SIZE, SIZE, 3), np.uint8))
+
+
+def test_png_chunk_lengths_are_checked_before_decoding():
+    """A 2 KB PNG whose IDAT declares 3.6 GB made OpenCV allocate the declared length (found by benchmarks/fuzz.py)."""
+    import struct
+
+    from edgeclf.runtime.images import decode_untrusted
+    ok, png = cv2.imencode(".png", np.full((48, 64, 3), 90, np.uint8))
+    data = bytearray(png.tobytes())
+    idat = data.index(b"IDAT") - 4
+    data[idat:idat + 4] = struct.pack(">I", 3_674_212_020)
+    with pytest.raises(ImageError, match="'IDAT' chunk declares 3674212020 bytes"):
+        decode_untrusted(bytes(data), 4_000_000)

@@ -14,6 +14,7 @@ from edgeclf.errors import ImageError
 
 MAX_JPEG_SCANS = 100          # encoders write 1 (baseline) to ~20 (progressive); each scan is a pass over the image
 MAX_SEGMENTS = 4096           # JPEG marker segments / PNG chunks before the pixels: bounds the parsing work
+MAX_PNG_CHUNKS = 65536        # all chunks of a PNG (a 40-megapixel file has a few thousand image-data chunks)
 # libjpeg's next_marker: skip bytes until 0xFF, skip fill 0xFFs; FF 00 (stuffing) is junk, and RSTn / TEM carry
 # nothing, so neither ends the search
 _JPEG_MARKER = re.compile(rb"\xff+([^\x00\x01\xd0-\xd7\xff])")
@@ -94,21 +95,31 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from IHDR; refuses animated PNGs (an acTL chunk before the image data)."""
+    """(width, height) from IHDR, after a walk of every chunk: refuses animated PNGs (an acTL chunk before the
+    image data) and any chunk whose length runs past the file (OpenCV's reader allocates the declared length:
+    a 2 KB file declaring a 3.6 GB IDAT cost 3.5 GB)."""
     if len(data) < 33 or data[8:16] != b"\x00\x00\x00\x0dIHDR":
         raise ImageError("corrupt PNG: no IHDR chunk")
     width, height = struct.unpack(">II", data[16:24])
     if width >= 2**31 or height >= 2**31:
         raise ImageError(f"corrupt PNG: declares {width}x{height} pixels")
-    pos = 33
-    for _ in range(MAX_SEGMENTS):
-        kind = data[pos + 4:pos + 8]
-        if kind in (b"IDAT", b"IEND") or len(kind) < 4:  # the pixels, or a truncated file the decoder refuses
-            return width, height
-        if kind == b"acTL":
+    pos, chunks, before_pixels = 33, 0, True
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I", data[pos:pos + 4])[0], data[pos + 4:pos + 8]
+        if length > len(data) - pos - 12:
+            raise ImageError(f"corrupt or truncated PNG: a {kind.decode('latin-1')!r} chunk declares {length} bytes, "
+                             f"the file has {max(0, len(data) - pos - 12)} left")
+        if kind == b"IEND":
+            break
+        chunks += 1
+        if before_pixels and kind == b"acTL":
             raise UnsupportedImage("animated PNG (APNG) is not accepted")
-        pos += 12 + struct.unpack(">I", data[pos:pos + 4])[0]
-    raise ImageTooLarge(f"PNG has over {MAX_SEGMENTS} chunks before its image data")
+        before_pixels = before_pixels and kind != b"IDAT"
+        if chunks > (MAX_SEGMENTS if before_pixels else MAX_PNG_CHUNKS):
+            raise ImageTooLarge(f"PNG has over {MAX_SEGMENTS if before_pixels else MAX_PNG_CHUNKS} chunks"
+                                + (" before its image data" if before_pixels else ""))
+        pos += 12 + length
+    return width, height
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:
