@@ -19,11 +19,11 @@ from edgeclf.benchmark.machine import machine_info
 from edgeclf.benchmark.pick_worker import SYNTHETIC_IMAGES
 from edgeclf.benchmark.session import (FLOAT_QUANTS, RUN_FOLDER_QUANTS, convert_one, load_data_job, parse_devices,
                                       run_worker, runtime_options)
-from edgeclf.errors import EdgeclfError, ImageError
+from edgeclf.errors import EdgeclfError
 from edgeclf.runtime.backends import backends_for
 from edgeclf.runtime.deploy import write_deploy
 from edgeclf.runtime.devices import DEVICES
-from edgeclf.runtime.images import IMAGE_SUFFIXES, load_image
+from edgeclf.runtime.images import IMAGE_SUFFIXES, decodes
 
 PICK_WORKER = "edgeclf.benchmark.pick_worker"
 PER_ROUND = 10
@@ -64,17 +64,9 @@ def thread_counts(threads: int | Sequence[int] | None) -> list[int]:
     return out
 
 
-def _decodes(path: Path) -> bool:
-    try:
-        load_image(path)
-        return True
-    except ImageError:
-        return False
-
-
 def sample_paths(folder: str | os.PathLike) -> list[str]:
     """The images under ``folder`` (recursively) that decode, sorted; one clear error when there are none."""
-    paths = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and _decodes(p))
+    paths = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and decodes(p))
     if not paths:
         raise EdgeclfError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to check agreement on")
     return paths

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeclf.errors import DataError, ImageError
-from edgeclf.runtime.images import IMAGE_SUFFIXES, load_image
+from edgeclf.errors import DataError
+from edgeclf.runtime.images import IMAGE_SUFFIXES, decodes
 from .dataset import Dataset, to_rgb_uint8
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -19,14 +19,6 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Bag", "Ankle boot"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 BUILTIN = ("fashion_mnist", "mnist", "cifar10", "digits")
-
-
-def _decodable(path: Path) -> bool:
-    try:
-        load_image(path)
-        return True
-    except ImageError:
-        return False
 
 
 def load_folder(root: str | os.PathLike) -> Dataset:
@@ -46,7 +38,7 @@ def load_folder(root: str | os.PathLike) -> Dataset:
         files += found
         labels += [index] * len(found)
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        ok = list(pool.map(_decodable, files))
+        ok = list(pool.map(decodes, files))
     skipped = [f for f, good in zip(files, ok) if not good]
     if skipped:
         warnings.warn(f"{root}: skipped {len(skipped)} undecodable or empty image file(s), e.g. {skipped[0]}",

@@ -60,3 +60,12 @@ def load_image(path: str | os.PathLike, max_pixels: int = FILE_MAX_PIXELS) -> np
     if img is None:
         raise ImageError(f"{p}: not a decodable image (corrupt, truncated or unsupported format)")
     return img
+
+
+def decodes(path: str | os.PathLike) -> bool:
+    """Whether the image file at ``path`` reads (``load_image`` succeeds), for skipping unreadable files in a folder."""
+    try:
+        load_image(path)
+        return True
+    except ImageError:
+        return False
