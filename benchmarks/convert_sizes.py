@@ -10,7 +10,7 @@ benchmarks/results/convert_sizes.json and a table on the terminal.
 
 The check crops are out of distribution for ImageNet and EfficientNet-Lite's probabilities are flat (label
 smoothing), so many check images are near-ties that any weight rounding flips; the gate counts flips only
-among decisive images (see edgeclf/conversion/parity.py). Every file also reports top-1 agreement on the
+among decisive images (see edgeclf/evaluation/parity.py). Every file also reports top-1 agreement on the
 images where the float model is confident (max probability > 0.5), and the int8 file's figures sit next to those of a plain ``TFLiteConverter`` int8
 conversion of the same Keras model with the same calibration images. Int8 latency of the two files is
 measured interleaved call by call (as runtime_overhead.py does), so machine noise hits both alike.
@@ -187,7 +187,7 @@ def main() -> None:
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "tensorflow": tf.__version__},
               "calibration": f"{args.calib_samples} random crops of skimage sample photos; check: 200 other crops",
-              "gate": "edgeclf.conversion.parity defaults: flips among decisive images (source top-1 leads by >= 0.2), "
+              "gate": "edgeclf.evaluation.parity defaults: flips among decisive images (source top-1 leads by >= 0.2), "
                       "one-sided 95 % Clopper-Pearson bound within 5 % (fp32/fp16) or 10 % (dynamic/int8)",
               "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
               "models": models}

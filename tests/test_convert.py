@@ -373,7 +373,7 @@ def test_labelled_test_npz_gates_on_accuracy(made, tmp_path):
 
 
 def test_int8_fallback_search_keeps_the_fewest_worst_layers(made):
-    from edgeclf.conversion.parity import Limits, judge
+    from edgeclf.evaluation.parity import Limits, judge
     from edgeclf.conversion.repair import diagnose, fallback
     from edgeclf.training.keras_io import load_model
     pre = Preprocess(input_size=(SIZE, SIZE), **NORM)
@@ -391,7 +391,7 @@ def test_int8_fallback_search_keeps_the_fewest_worst_layers(made):
 
 
 def test_gate_statistics_and_bad_check_folders(made, tmp_path):
-    from edgeclf.conversion.parity import Limits, judge, needed, rate_bounds
+    from edgeclf.evaluation.parity import Limits, judge, needed, rate_bounds
     assert needed(0.10) == 29 and needed(0.05) == 59 and needed(0.01) == 299
     lo, hi = rate_bounds(0, 29)
     assert lo == 0 and hi < 0.1 < rate_bounds(0, 28)[1]

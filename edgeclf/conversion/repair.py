@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeclf.artifact import Preprocess
 from edgeclf.conversion.calibration import representative
-from edgeclf.conversion.parity import Parity
+from edgeclf.evaluation.parity import Parity
 from edgeclf.conversion.tflite import native_stderr_silenced, tflite_converter
 from edgeclf.fileio import atomic_write_text
 
