@@ -66,19 +66,24 @@ def _logits_tflite(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(logits).convert()
 
 
-def _nchw_onnx_logits_model(path: Path) -> None:
-    """A PyTorch-shaped classifier built with onnx.helper: float [N,3,8,8] RGB in, 4 logits out (no softmax)."""
+COLOUR_W = np.array([[3, -1, -1, 0], [-1, 3, -1, 0], [-1, -1, 3, 0]], np.float32)  # channel x class
+COLOUR_B = np.array([0, 0, 0, 0.5], np.float32)
+
+
+def colour_classifier_onnx(path: Path, w: np.ndarray = COLOUR_W, b: np.ndarray = COLOUR_B) -> None:
+    """A PyTorch-shaped classifier built with onnx.helper: float [N,3,8,8] RGB in, 4 logits out (no softmax),
+    logit j = sum over channels c of mean(c) * w[c, j] + b[j]: saturated colours are clear answers, greys near-ties."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = np.array([[3, -1, -1, 0], [-1, 3, -1, 0], [-1, -1, 3, 0]], np.float32)
     graph = helper.make_graph(
         [helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
          helper.make_node("Flatten", ["pooled"], ["flat"]),
          helper.make_node("Gemm", ["flat", "w", "b"], ["logits"])],
         "nchw", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0, 0, 0, 0.5], np.float32), "b")])
+        [numpy_helper.from_array(np.asarray(w, np.float32), "w"),
+         numpy_helper.from_array(np.asarray(b, np.float32), "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -98,7 +103,7 @@ def build_models(d: Path, model=None) -> dict[str, Path]:
     (d / FILES["logits"]).write_bytes(_logits_tflite(model))
     spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="input"),)
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(d / FILES["onnx"]))
-    _nchw_onnx_logits_model(d / FILES["nchw_onnx"])
+    colour_classifier_onnx(d / FILES["nchw_onnx"])
     (d / FILES["labels"]).write_text("\n".join(CLASSES) + "\n")
     # a float .tflite with edgeclf metadata (labels, mean/std 127.5, RGB, stretch) embedded
     meta = Metadata(labels=CLASSES, preprocess=Preprocess(input_size=(SIZE, SIZE), mean=127.5, std=127.5,

@@ -1,4 +1,5 @@
-"""bench --pick: the bound, nothing picked, failing rows, deploy.json into Runtime, and the OpenVINO backend."""
+"""bench --pick: the bound, nothing picked, failing rows, deploy.json into Runtime, and the OpenVINO backend
+(how quality is judged: test_pick_quality.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeclf import EdgeclfError, Runtime
-from edgeclf.benchmark.pick import PickResult, choose, pick
+from edgeclf.benchmark.pick import PickResult, choose, pick, within
 from edgeclf.cli import main
 from edgeclf.runtime.deploy import write_deploy
 
@@ -46,6 +47,8 @@ def test_rows_failing_and_unavailable_do_not_stop_the_rest(picked, foreign_model
         for t in (1, 2):
             row = by[("tiny.onnx", b, "cpu", t)]
             assert row["status"] == "passed" and row["latency_ms"]["median"] > 0 and row["agreement"] == 1.0
+            # the same net in another format: numerically equivalent, so judged although no frame is decisive
+            assert row["gate"] == "passed" and row["drop_pp"] == 0.0 and row["decisive"] == 0
     gpu = [r for r in result.rows if r["device"] == "gpu" and "broken" not in r["model"]]
     assert gpu and all(r["status"].startswith("unavailable") and "latency_ms" not in r for r in gpu)
     assert by[("tiny_uint8.tflite", "litert", "cpu", 2)]["status"] == "passed"
@@ -55,33 +58,33 @@ def test_rows_failing_and_unavailable_do_not_stop_the_rest(picked, foreign_model
 def test_pick_is_the_fastest_within_the_bound(picked):
     _, result = picked
     timed = [r for r in result.rows if r.get("latency_ms")]
-    within = [r for r in timed if r["drop_pp"] <= result.max_drop]
-    assert result.picked is min(within, key=lambda r: r["latency_ms"]["median"])
-    for bound in (0.0, 30.0, 100.0):
-        i, message = choose(result.rows, bound)
-        assert result.rows[i]["drop_pp"] <= bound
-        assert result.rows[i]["latency_ms"]["median"] == min(r["latency_ms"]["median"] for r in timed
-                                                             if r["drop_pp"] <= bound)
-        assert "picked" in message
-    assert result.front[0] == min(range(len(result.rows)), key=lambda i: result.rows[i].get(
-        "latency_ms", {"median": float("inf")})["median"])
+    assert result.picked is min((r for r in timed if within(r, result.max_drop)),
+                                key=lambda r: r["latency_ms"]["median"])
+    judged = [i for i, r in enumerate(result.rows) if r.get("latency_ms") and r.get("drop_pp") is not None]
+    assert result.front[0] == min(judged, key=lambda i: result.rows[i]["latency_ms"]["median"])
+    assert result.check == {"images": 64, "source": "synthetic frames (seeded blurred noise)", "margin": 0.2,
+                            "decisive": 0}
+    assert "the check images are 64 synthetic frames" in result.message  # the tiny net is decisive on none
+
+
+def _row(model: str, ms: float, drop: float, gate: str) -> dict:
+    return {"model": model, "backend": "litert", "device": "cpu", "threads": 1, "status": "passed",
+            "latency_ms": {"median": ms}, "drop_pp": drop, "gate": gate, "evidence": f"{model}'s evidence"}
 
 
 def test_no_candidate_meets_the_bound():
-    rows = [{"model": "a_int8.tflite", "backend": "litert", "device": "cpu", "threads": 1, "status": "passed",
-             "latency_ms": {"median": 1.0}, "drop_pp": 3.0},
-            {"model": "b_int8.onnx", "backend": "openvino", "device": "cpu", "threads": 2, "status": "passed",
-             "latency_ms": {"median": 0.5}, "drop_pp": 5.0}]
+    rows = [_row("a_int8.tflite", 1.0, 3.0, "unverified"), _row("b_int8.onnx", 0.5, 5.0, "failed")]
     i, message = choose(rows, 1.0)
     assert i is None
-    assert "no candidate is within 1 pp" in message and "a_int8.tflite" in message and "nothing picked" in message
+    assert message == ("no candidate is within 1 pp of the reference (the closest, a_int8.tflite on litert, drops "
+                       "3 pp, gate unverified: a_int8.tflite's evidence): nothing picked")
 
 
 def test_cli_exits_non_zero_and_writes_no_deploy_when_nothing_is_picked(tmp_path, monkeypatch, foreign_models):
-    rows = [{"model": "a.tflite", "backend": "litert", "device": "cpu", "threads": 1, "status": "passed",
-             "latency_ms": {"median": 1.0, "p90": 1.1}, "agreement": 0.9, "drop_pp": 10.0}]
-    empty = PickResult(rows, "agreement", {"model": "f.tflite"}, 1.0, [0], None, "no candidate is within 1 pp",
-                       {"cpu": "x", "cores_usable": 2})
+    rows = [{**_row("a.tflite", 1.0, 10.0, "failed"), "latency_ms": {"median": 1.0, "p90": 1.1}, "flips": 3,
+             "decisive": 30, "bound_pp": 24.0}]
+    empty = PickResult(rows, "flips", {"model": "f.tflite"}, 1.0, [0], None, "no candidate is within 1 pp",
+                       {"cpu": "x", "cores_usable": 2}, {"images": 64, "decisive": 30, "margin": 0.2})
     monkeypatch.setattr(importlib.import_module("edgeclf.benchmark.pick"), "pick", lambda *a, **k: empty)  # the module,
     # not the package attribute edgeclf.benchmark.pick, which its ``pick`` function shadows
     res = CliRunner().invoke(main, ["bench", "--pick", str(foreign_models["float"]), "--json", str(tmp_path / "p.json")])
@@ -103,7 +106,10 @@ def test_cli_pick_on_class_folders(tmp_path, foreign_models):
     out = json.loads((tmp_path / "p.json").read_text())
     assert out["metric"] == "accuracy" and out["reference"]["model"] == str(m["float"])
     assert all(r["device"] == "cpu" and r["threads"] == 1 and 0 <= r["accuracy"] <= 1 for r in out["rows"])
-    assert out["pick"]["drop_pp"] <= 5 and "picked" in res.output and "Pareto front" in res.output
+    assert out["check"]["images"] == 16 and all(r["labelled"] == 16 and len(r["drop_bounds"]) == 2 for r in out["rows"])
+    assert all(r["drop_pp"] == round(100 * (out["reference"]["accuracy"] - r["accuracy"]), 4) for r in out["rows"])
+    assert out["pick"]["drop_pp"] <= 5 and out["pick"]["gate"] != "failed"
+    assert "picked" in res.output and "Pareto front" in res.output and "labelled images" in res.output
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert Runtime.from_deploy(tmp_path / "d" / "deploy.json").path.resolve() == Path(out["pick"]["model"]).resolve()
 

@@ -203,7 +203,7 @@ def test_tflite_standard_metadata_with_a_damaged_label_file_is_refused(tmp_path)
 
 
 def test_pytorch_style_nchw_onnx_with_per_channel_normalisation(foreign_models, sample_images):
-    """A PyTorch-shaped classifier: float [N,3,8,8] RGB in, 4 logits out (fixture_models._nchw_onnx_logits_model)."""
+    """A PyTorch-shaped classifier: float [N,3,8,8] RGB in, 4 logits out (fixture_models.colour_classifier_onnx)."""
     path = foreign_models["nchw_onnx"]
     mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
     rt = Runtime(path, labels=SUPPORT_LABELS, mean=mean, std=std)

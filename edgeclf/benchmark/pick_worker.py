@@ -1,8 +1,9 @@
 """The two measurements of ``bench --pick``, each run by ``edgeclf.benchmark.worker`` in a process of its own.
 
-``quality``: one file on one backend and device, its top-1 per check image (and accuracy on class folders);
-threads do not change it, so it runs once per (file, backend, device). ``latency``: every candidate that
-loaded, timed side by side by ``alternate`` (file x backend x device x threads).
+``quality``: one file on one backend and device, its probabilities on the check images saved as float32 .npy
+where the job says (and accuracy and each image's class on class folders); threads do not change them, so it
+runs once per (file, backend, device). ``latency``: every candidate that loaded, timed side by side by
+``alternate`` (file x backend x device x threads).
 ``python -m edgeclf.benchmark.pick_worker JOB.json`` runs the job's ``kind``.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from edgeclf.benchmark.alternate import alternate, summary
-from edgeclf.benchmark.worker import accuracy, main, quantization
+from edgeclf.benchmark.worker import accuracy_figures, labelled_probabilities, main, quantization
 from edgeclf.errors import DeviceUnavailableError, EdgeclfError
 from edgeclf.runtime import Runtime
 
@@ -37,15 +38,18 @@ def _failure(exc: EdgeclfError) -> dict[str, Any]:
 
 
 def quality(job: dict[str, Any]) -> dict[str, Any]:
-    """Load one (file, backend, device); top-1 per check image, plus accuracy when the job has class folders."""
+    """Load one (file, backend, device) and save its probabilities on the check images to ``job["probabilities"]``
+    (an .npy: a 1000-class model's answers are too big for the JSON result); with class folders, also the
+    accuracy and each image's class (``truth``)."""
     try:
         rt = _open(job, None)
         out: dict[str, Any] = {"status": "passed", "engine": rt.backend, "quant": quantization(rt)}
         if job.get("data"):
-            out.update(accuracy(rt, job["data"], job["model"]))
+            probs, truth = labelled_probabilities(rt, job["data"], job["model"])
+            out.update(accuracy_figures(probs, truth, rt.labels), truth=truth.tolist())
         else:
-            images = job.get("samples") or synthetic_frames()
-            out["top1"] = [int(rt.probabilities(im).argmax()) for im in images]
+            probs = np.stack([rt.probabilities(im) for im in job.get("samples") or synthetic_frames()])
+        np.save(job["probabilities"], probs.astype(np.float32))
         return out
     except EdgeclfError as exc:
         return _failure(exc)

@@ -100,17 +100,27 @@ def _throughput(rt: Any, x: np.ndarray, batches: list[int], runs: int, warmup: i
     return out
 
 
-def accuracy(rt: Any, data: dict[str, Any], model: str) -> dict[str, Any]:
-    """Top-1/top-5 accuracy on the job's class-per-folder images, plus each image's top-1 class."""
+def labelled_probabilities(rt: Any, data: dict[str, Any], model: str) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities of the job's class-per-folder images and each image's class as a model output index."""
     from edgeclf.data.dataset import Dataset, class_map
-    from edgeclf.metrics import classification_report
     ds = Dataset(data["class_names"], np.asarray(data["labels"]), paths=data["paths"], source=data["root"])
     truth = class_map(ds.class_names, rt.labels, model)[ds.labels]
-    probs = np.stack([rt.probabilities(ds.image_bgr(i)) for i in range(len(ds))])
-    report = classification_report(truth, probs, rt.labels)
+    return np.stack([rt.probabilities(ds.image_bgr(i)) for i in range(len(ds))]), truth
+
+
+def accuracy_figures(probs: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Top-1/top-5 accuracy of ``probs`` against ``truth``, and how many images they cover."""
+    from edgeclf.metrics import classification_report
+    report = classification_report(truth, probs, labels)
     topk = next(k for k in report if k.startswith("top") and k.endswith("_accuracy"))
     return {"accuracy": round(report["accuracy"], 6), "top5_accuracy": round(report[topk], 6),
-            "data_images": len(ds), "top1": probs.argmax(1).tolist()}
+            "data_images": len(truth)}
+
+
+def accuracy(rt: Any, data: dict[str, Any], model: str) -> dict[str, Any]:
+    """Top-1/top-5 accuracy on the job's class-per-folder images, plus each image's top-1 class."""
+    probs, truth = labelled_probabilities(rt, data, model)
+    return {**accuracy_figures(probs, truth, rt.labels), "top1": probs.argmax(1).tolist()}
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:

@@ -52,9 +52,11 @@ def _quants(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--pick", "pick_mode", is_flag=True,
               help="Choose the fastest file, backend, device and thread count within --max-drop; write deploy.json.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="With --pick: allowed accuracy (or agreement) drop from the float file, in percentage points.")
+              help="With --pick: allowed drop from the float file in percentage points: accuracy with --data, else "
+                   "the share of decisive check images whose top-1 flips (the convert gate's measure).")
 @click.option("--samples", type=click.Path(exists=True, file_okay=False),
-              help="With --pick and no --data: images to measure agreement with the float file on.")
+              help="With --pick and no --data: check images to judge each file against the float file on "
+                   "(default: 64 synthetic frames, which few models are decisive on).")
 @click.option("--deploy", "deploy_out", type=click.Path(dir_okay=False),
               help="With --pick: where to write deploy.json (default: next to the picked file).")
 @click.option("--wide", is_flag=True, help="Every column (init and first-call times, top-5, throughput per batch).")
@@ -65,9 +67,10 @@ def cmd(models: tuple[str, ...], device: list[str], threads: int | None, runs: i
         samples: str | None, deploy_out: str | None, wide: bool, **kwargs: Any) -> None:
     """Benchmark MODELS (.tflite / .onnx files, or a training run folder converted to every format).
 
-    With --pick: try every file on every backend, device and thread count, and choose the fastest that keeps
-    accuracy within --max-drop of the float file (devices: all unless --device is given; threads: 1 to the
-    number of cores unless --threads is given; --runs timed calls per candidate, --max-secs for all of them)."""
+    With --pick: try every file on every backend, device and thread count, and choose the fastest whose
+    answers stay within --max-drop of the float file, judged as the convert gate judges (flips among decisive
+    images, the accuracy drop on --data; 95 % bounds) (devices: all unless --device is given; threads: 1 to
+    the number of cores unless --threads is given; --runs timed calls per candidate, --max-secs for all of them)."""
     from edgeclf.benchmark import report as bench_report
     from edgeclf.benchmark.session import bench, compare, load_reference, problems
 
