@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib.util
 import json
 import os
@@ -48,7 +49,9 @@ def test_json_schema_and_figures(measured, foreign_models):
     for r in records:
         assert set(REQUIRED) <= r.keys()
         assert r["status"] == "passed" and r["device"] == "cpu" and r["threads"] == 1
-        assert r["size_bytes"] == Path(r["model"]).stat().st_size and 0 < r["gzip_bytes"]
+        data = Path(r["model"]).read_bytes()
+        assert r["size_bytes"] == len(data) and r["gzip_bytes"] == len(gzip.compress(data, 9, mtime=0))
+        assert 0 < r["zstd_bytes"] < len(data) and 0 < r["brotli_bytes"] < len(data)  # both installed with [train]
         lat = r["latency_ms"]
         assert list(lat) == LATENCY_KEYS
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -80,13 +83,13 @@ def test_table_fits_100_columns(measured):
     text = console.export_text()
     assert max(len(line) for line in text.splitlines() if not line.startswith("[1]")) <= 100  # a note soft-wraps
     header = next(line for line in text.splitlines() if line.startswith("model"))
-    assert header.split() == ["model", "quant", "device", "status", "MB", "p50", "ms", "FPS", "top-1", "agree", "vs",
-                              "ref"]
+    assert header.split() == ["model", "quant", "device", "status", "MB", "gzip", "MB", "p50", "ms", "FPS", "top-1",
+                              "agree", "vs", "ref"]
     assert "unavailable [1]" in text and "1.02x" in text and "ai_edge_litert" in text
     wide = Console(width=250, record=True)
     print_table(records, comparisons, console=wide, wide=True)
     wide_text = wide.export_text()
-    assert all(c in wide_text for c in ("init ms", "img/s @4", "RSS MB", "top-5", "backend"))
+    assert all(c in wide_text for c in ("init ms", "img/s @4", "RSS MB", "top-5", "backend", "zstd MB", "brotli MB"))
 
 
 def test_peak_memory_is_the_workers_own(measured):

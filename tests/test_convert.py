@@ -1,9 +1,11 @@
 """edgeclf convert: every format and quantisation from models made without edgeclf, the parity gate, bad input."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -117,6 +119,11 @@ def test_every_format_and_quant_from_a_foreign_h5(made, tmp_path):
     assert [v.type.tensor_type.elem_type for v in (*fp16.input, *fp16.output)] == [onnx.TensorProto.FLOAT] * 2
     report = json.loads((out / "convert_report.json").read_text())
     assert len(report["results"]) == len(results)
+    for row in report["results"]:  # the OTA cost of every kept file, by coder
+        data = Path(row["path"]).read_bytes()
+        packed = row["compressed_bytes"]
+        assert set(packed) == {"gzip", "zstd", "brotli"} and packed["gzip"] == len(gzip.compress(data, 9, mtime=0))
+        assert all(0 < size < len(data) for size in packed.values())
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no scratch left behind
 
 

@@ -55,12 +55,16 @@ def test_resume_continues_after_interruption(tmp_path):
     assert (run / "model.keras").is_file() and not (run / "checkpoints").exists() and not (run / "state.json").exists()
 
 
+CLUSTERS = 8
+
+
 @pytest.fixture(scope="module")
 def pruned_qat_run(tmp_path_factory):
+    """Every optimisation phase in one tiny run: prune, sparsity-preserving clustering, then PCQAT."""
     from edgeclf.training.trainer import train
 
     return train(digits(), out=tmp_path_factory.mktemp("runs") / "pq", epochs=1, freeze_epochs=0, prune=0.5,
-                 prune_epochs=1, qat=True, qat_epochs=1, **TINY)
+                 prune_epochs=1, cluster=CLUSTERS, cluster_epochs=1, qat=True, qat_epochs=1, **TINY)
 
 
 def test_prune_and_qat_write_a_complete_run_folder(pruned_qat_run):
@@ -76,7 +80,9 @@ def test_prune_and_qat_write_a_complete_run_folder(pruned_qat_run):
     assert meta.labels == [str(i) for i in range(10)] and meta.output == "probabilities"
     assert meta.preprocess.input_size == (32, 32) and meta.preprocess.mean == (127.5,) and meta.quantization == "qat"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert abs(metrics["sparsity"] - 0.5) < 0.02 and metrics["epochs_run"] == 3
+    assert abs(metrics["sparsity"] - 0.5) < 0.02 and metrics["epochs_run"] == 4 and metrics["clusters"] == CLUSTERS
+    history = (run / "history.csv").read_text().splitlines()[1:]
+    assert [line.split(",")[1] for line in history] == ["finetune", "prune", "cluster", "qat"]
     model = load_model(run)
     assert any("quant" in layer.name for layer in model.layers)
     assert abs(sparsity(model) - metrics["sparsity"]) < 1e-6
@@ -160,12 +166,16 @@ def test_eval_json_report_for_run_and_tflite(pruned_qat_run, tmp_path):
     tfl_report = json.loads(result.output)
     assert tfl_report["samples"] == report["samples"]
     assert abs(tfl_report["accuracy"] - report["accuracy"]) <= 0.1
-    ops, float_tensors, conv_zeros = _int8_graph(tfl)
+    ops, float_tensors, conv_zeros, values = _int8_graph(tfl)
     # every batch norm folded into its convolution (also after strip_pruning): only the I/O quantise ops,
     # no float MUL/ADD of unfolded batch norms, no DEQUANTIZE, no float weights left behind
     assert set(ops) <= {"QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}, ops
     assert ops["QUANTIZE"] <= 2 and not float_tensors, float_tensors[:5]
-    assert conv_zeros >= 0.45  # the pruned zeros survive sparsity-preserving QAT into the int8 weights
+    assert conv_zeros >= 0.45  # the pruned zeros survive clustering and PCQAT into the int8 weights
+    # clustering survives conversion: every conv and dense filter keeps at most CLUSTERS values per output
+    # channel (zero among them); depthwise filters, which tfmot leaves unclustered, show the count is real
+    assert len(values["clustered"]) > 30 and max(values["clustered"]) <= CLUSTERS, values["clustered"]
+    assert max(values["DEPTHWISE_CONV_2D"]) > CLUSTERS
 
 
 def test_qat_run_float_files_come_from_its_float_model(pruned_qat_run, tmp_path):
@@ -182,7 +192,8 @@ def test_qat_run_float_files_come_from_its_float_model(pruned_qat_run, tmp_path)
 
 
 def _int8_graph(path):
-    """Op counts, float32 tensor names and the zero share of the int8 1x1/standard conv filters of a .tflite."""
+    """Op counts, float32 tensor names, the zero share of the int8 1x1/standard conv filters of a .tflite, and the
+    most distinct values in one output channel of each int8 filter: conv and dense ("clustered"), depthwise."""
     from collections import Counter
 
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -192,17 +203,24 @@ def _int8_graph(path):
     it.allocate_tensors()
     ops = Counter(op["op_name"] for op in it._get_ops_details())
     details = it.get_tensor_details()
-    filters = {op["inputs"][1] for op in it._get_ops_details() if op["op_name"] == "CONV_2D"}
+    kinds = {op["inputs"][1]: op["op_name"] for op in it._get_ops_details()
+             if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D")}
     zeros = total = 0
+    values: dict[str, list[int]] = {"clustered": [], "DEPTHWISE_CONV_2D": []}
     for d in details:
-        if d["index"] in filters and d["dtype"] == np.int8:
-            w = it.get_tensor(d["index"])
+        if d["index"] not in kinds or d["dtype"] != np.int8:
+            continue
+        w = it.get_tensor(d["index"])
+        if kinds[d["index"]] == "CONV_2D":
             zeros, total = zeros + int((w == 0).sum()), total + w.size
-    return ops, [d["name"] for d in details if d["dtype"] == np.float32], zeros / total
+        channels = w.reshape(-1, w.shape[-1]).T if kinds[d["index"]] == "DEPTHWISE_CONV_2D" else w.reshape(len(w), -1)
+        key = "DEPTHWISE_CONV_2D" if kinds[d["index"]] == "DEPTHWISE_CONV_2D" else "clustered"
+        values[key].append(max(len(np.unique(c)) for c in channels))
+    return ops, [d["name"] for d in details if d["dtype"] == np.float32], zeros / total, values
 
 
-@pytest.mark.parametrize("preserve_sparsity", [False, True])
-def test_qat_activation_ranges_start_from_data_not_tfmot_defaults(preserve_sparsity):
+@pytest.mark.parametrize("preserve_sparsity, clusters", [(False, 0), (True, 0), (False, 8)])
+def test_qat_activation_ranges_start_from_data_not_tfmot_defaults(preserve_sparsity, clusters):
     """tfmot starts activation ranges at [-6, 6] and moves them 0.1 % a step, so a short QAT phase quantised
     with ranges unrelated to the data; after init_activation_ranges a fresh QAT model follows the float one."""
     import tf_keras as keras
@@ -213,10 +231,12 @@ def test_qat_activation_ranges_start_from_data_not_tfmot_defaults(preserve_spars
     keras.utils.set_random_seed(0)
     model = build("mobilenet_v2", 4, 32, None, 0.0, alpha=0.35)
     set_trainable(model, top_fraction=1.0, train_bn=False)  # as for a pretrained model: BN in inference mode
+    if clusters:  # the cluster-preserving scheme (CQAT) wraps the same layers
+        model = optimize.strip_clustering(optimize.cluster(model, clusters))
     x = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 3)).astype(np.float32)
     name = "block_1_project_BN"  # a linear (un-clipped) activation, small with random weights
     reference = keras.Model(model.input, model.get_layer(name).output)(x).numpy()
-    qat = optimize.quantize(model, preserve_sparsity=preserve_sparsity)
+    qat = optimize.quantize(model, preserve_sparsity=preserve_sparsity, preserve_clusters=clusters > 0)
     assert optimize.init_activation_ranges(qat, [x[:32], x[32:]]) == 2
     wrapper = qat.get_layer(f"quant_{name}")
     hi = float(wrapper._output_quantizer_vars["max_var"].numpy())

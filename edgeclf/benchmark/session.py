@@ -8,7 +8,6 @@ install; a CPU figure is never reported under another device's name.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 from edgeclf.runtime.devices import DEVICES
 from edgeclf.errors import ConversionError, DataError, EdgeclfError, first_line
 from edgeclf.artifact.formats import Format, format_of, is_keras_source
+from edgeclf.artifact.sizes import CODERS, compressed_sizes
 from edgeclf.benchmark.machine import machine_info
 
 FLOAT_QUANTS = ("fp32", "float")   # "float": a foreign file with float input and no edgeclf metadata
@@ -50,13 +50,15 @@ def _check_args(runs: int, warmup: int, max_secs: float, threads: int | None, ba
         raise EdgeclfError(f"batch sizes must be at least 1, got {list(batch)}")
 
 
-def file_sizes(path: Path) -> tuple[int | None, int | None]:
-    """Size on disk and gzip -9 size (what a download or OTA update costs); None when unreadable."""
+def file_sizes(path: Path) -> dict[str, int | None]:
+    """Size on disk and compressed by each installed coder (what a download or OTA update costs), as
+    ``size_bytes``, ``gzip_bytes``, ``zstd_bytes``, ``brotli_bytes``; None when unreadable or not installed."""
     try:
         data = path.read_bytes()
     except OSError:
-        return None, None
-    return len(data), len(gzip.compress(data, compresslevel=9, mtime=0))
+        return {"size_bytes": None, **{f"{name}_bytes": None for name in CODERS}}
+    packed = compressed_sizes(data)
+    return {"size_bytes": len(data), **{f"{name}_bytes": packed.get(name) for name in CODERS}}
 
 
 def _format_name(path: str | os.PathLike) -> str:
@@ -94,12 +96,11 @@ def run_worker(job: dict[str, Any], timeout: float, module: str = "edgeclf.bench
 
 
 def _record(model: str, fmt: str, device: str, threads: int | None, machine: dict[str, Any],
-            sizes: tuple[int | None, int | None], result: dict[str, Any],
+            sizes: dict[str, int | None], result: dict[str, Any],
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One output row: identity, status, sizes, then the worker's figures (None where not measured)."""
-    size, gz = sizes
     rec: dict[str, Any] = {"model": model, "format": fmt, "quant": result.get("quant"), "device": device,
-                           "status": result["status"], "size_bytes": size, "gzip_bytes": gz}
+                           "status": result["status"], **sizes}
     for key in ("init_ms", "first_ms", "warmup_runs", "warmup_ms", "runs", "latency_ms", "fps", "throughput",
                 "peak_rss_mb", "baseline_rss_mb"):
         rec[key] = result.get(key)
@@ -156,10 +157,10 @@ class _Session:
         self.devices, self.job, self.timeout, self.bar, self.task = devices, job, timeout, bar, task
         self.machine = machine_info()
         self.records: list[dict[str, Any]] = []
-        self._sizes: dict[str, tuple[int | None, int | None]] = {}
+        self._sizes: dict[str, dict[str, int | None]] = {}
 
     def row(self, model: str, fmt: str, device: str, result: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-        if model not in self._sizes:  # gzip -9 of a large file takes a while: once per file, not per device
+        if model not in self._sizes:  # compressing a large file takes seconds: once per file, not per device
             self._sizes[model] = file_sizes(Path(model))
         self.records.append(_record(model, fmt, device, self.job["threads"], self.machine, self._sizes[model],
                                     result, extra))

@@ -1,4 +1,4 @@
-"""``edgeclf train``: fine-tune MobileNetV2 / EfficientNet-Lite on a data set, with optional pruning and QAT."""
+"""``edgeclf train``: fine-tune MobileNetV2 / EfficientNet-Lite on a data set, with optional pruning, clustering and QAT."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,7 +14,7 @@ from edgeclf.cli.options import out_option
 @click.option("--alpha", type=float, help="MobileNetV2 width multiplier (0.35-1.4).")
 @click.option("--img-size", type=click.IntRange(min=32), help="Input resolution (default: the architecture's).")
 @click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Head + fine-tune epochs (0: only --prune/--qat the model given by --weights).")
+              help="Head + fine-tune epochs (0: only --prune/--cluster/--qat the model given by --weights).")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate of the head-only stage.")
 @click.option("--fine-tune-lr", type=float, help="Learning rate after it (default lr/10 when pretrained).")
@@ -29,6 +29,11 @@ from edgeclf.cli.options import out_option
 @click.option("--prune-epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--prune-block", type=click.IntRange(min=1), default=1, show_default=True,
               help="Prune 1x1-conv and dense kernels in runs of N input channels: the file gzips smaller (1: weight by weight).")
+@click.option("--cluster", type=click.IntRange(min=0, max=256), default=0, show_default=True,
+              help="Cluster every conv/dense kernel to N shared values, then cluster-preserving QAT (sparsity-"
+                   "preserving too with --prune): the int8 file compresses smaller (0: off).")
+@click.option("--cluster-epochs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Clustering epochs before QAT (0: QAT trains the k-means centroids).")
 @click.option("--qat", is_flag=True, help="Quantisation-aware training after fine-tuning (and pruning).")
 @click.option("--qat-epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--mixup", type=click.FloatRange(min=0), default=0.0, help="Mixup Beta concentration (0: off).")

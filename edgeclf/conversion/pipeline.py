@@ -27,6 +27,7 @@ from edgeclf.artifact.formats import FORMATS, IO_TYPES, QUANT_MODES, Format, get
 from edgeclf.conversion.parity import check_parity, source_probabilities
 from edgeclf.evaluation.parity import Limits, Parity
 from edgeclf.artifact import inspect_tflite_file
+from edgeclf.artifact.sizes import compressed_sizes
 from edgeclf.artifact.tflite_standard import mediapipe_issues
 from edgeclf.runtime.outputs import looks_like_probabilities
 
@@ -46,10 +47,12 @@ class ConvertResult:
     kept: bool = True
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    compressed: dict[str, int] = field(default_factory=dict)  # bytes by coder (gzip, zstd, brotli): the OTA cost
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "quant": self.quant, "path": str(self.path) if self.path else None,
-                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3), "kept": self.kept,
+                "size_bytes": self.size_bytes, "compressed_bytes": self.compressed, "seconds": round(self.seconds, 3),
+                "kept": self.kept,
                 "parity": self.parity.to_dict() if self.parity else None, "notes": self.notes, "extra": self.extra}
 
 
@@ -253,12 +256,13 @@ def _settle_output_kind(src: Source) -> None:
 
 
 def print_results(results: list[ConvertResult], console: Any = None) -> None:
-    """The short table of what was written: format, quantisation, file, size, the gate's figures, seconds."""
+    """The short table of what was written: format, quantisation, file, size and gzip size, the gate's figures,
+    seconds; a line per file with its zstd and brotli sizes when those coders are installed."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="edgeclf convert")
-    numeric = ("size", "decisive flips", "accuracy", "top-1 agr.", "top-5", "KL", "seconds")
+    numeric = ("size", "gzip", "decisive flips", "accuracy", "top-1 agr.", "top-5", "KL", "seconds")
     for col in ("format", "quant", "file", "gate", *numeric):
         table.add_column(col, justify="right" if col in numeric else "left")
     for r in results:
@@ -266,6 +270,7 @@ def print_results(results: list[ConvertResult], console: Any = None) -> None:
         acc = f"{p.source_accuracy:.3f}->{p.file_accuracy:.3f}" if p and p.labelled else "-"
         table.add_row(r.format, r.quant, r.path.name if r.path else "(not kept)", p.status if p else "-",
                       f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-",
+                      f"{r.compressed['gzip'] / 1e6:.2f} MB" if r.compressed else "-",
                       f"{p.flips}/{p.decisive}" if p else "-", acc, f"{p.agreement:.3f}" if p else "-",
                       f"{p.top5_overlap:.3f}" if p else "-", f"{p.mean_kl:.4f}" if p else "-", f"{r.seconds:.1f}")
     console = console or Console()
@@ -275,6 +280,9 @@ def print_results(results: list[ConvertResult], console: Any = None) -> None:
             console.print(f"{r.format} {r.quant}: {r.parity.reason}")
         for note in r.notes:
             console.print(f"{r.format}: {note}")
+        if len(r.compressed) > 1 and r.path is not None:
+            console.print(f"{r.path.name}: compressed " + ", ".join(f"{name} {size / 1e6:.2f} MB"
+                                                                    for name, size in r.compressed.items()))
 
 
 def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant: str | Sequence[str] | None = None,
@@ -337,6 +345,8 @@ def convert(model: str | os.PathLike, to: str | Sequence[str] = "tflite", quant:
             with console.status(f"converting {src.path.name} to {fmt.title} {q} ..."):
                 result = getattr(c, fmt.name)(fmt, q)
             c.done[(fmt.name, q)] = result
+            if result.path is not None:
+                result.compressed = compressed_sizes(result.path.read_bytes())
             results.append(result)
     atomic_write_text(out_dir / "convert_report.json", json.dumps(
         {"model": str(src.path), "results": [r.to_dict() for r in results]}, indent=2))

@@ -1,12 +1,13 @@
-"""Model optimisation with tfmot: magnitude pruning to a target sparsity, quantisation-aware training, and
-both together (pruning first, then sparsity-preserving QAT so the int8 file keeps the zeros)."""
+"""Model optimisation with tfmot: magnitude pruning to a target sparsity, weight clustering, and
+quantisation-aware training, in that order; each later step preserves what the earlier ones made (sparsity-
+preserving clustering, then cluster- / sparsity-and-cluster-preserving QAT), so the int8 file keeps the zeros
+and the few distinct values per kernel that entropy coders shrink."""
 from __future__ import annotations
 
 import contextlib
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-
 
 
 def prune(model: Any, target: float, steps: int, block: int = 1) -> Any:
@@ -97,6 +98,48 @@ def strip_pruning(model: Any) -> Any:
     return tfmot.sparsity.keras.strip_pruning(model)
 
 
+def cluster(model: Any, clusters: int, preserve_sparsity: bool = False) -> Any:
+    """Wrap ``model`` for clustering: every conv and dense kernel shares ``clusters`` centroids (k-means++ start).
+
+    With ``preserve_sparsity`` (after pruning) zero stays a centroid of its own and pruned weights stay zero.
+    Depthwise kernels stay unclustered, as in tfmot's registry: few weights per channel, large accuracy loss.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    ck = tfmot.clustering.keras
+    return ck.cluster_weights(model, number_of_clusters=clusters, preserve_sparsity=preserve_sparsity,
+                              cluster_centroids_init=ck.CentroidInitialization.KMEANS_PLUS_PLUS)
+
+
+def strip_clustering(model: Any) -> Any:
+    """Remove the clustering wrappers, keeping the clustered weights (``clusters`` distinct values per kernel)."""
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.clustering.keras.strip_clustering(model)
+
+
+@contextlib.contextmanager
+def per_kernel_centroids() -> Iterator[None]:
+    """Within this block tfmot's cluster-preserving QAT takes a clustered conv kernel's centroids per kernel, as
+    ``cluster`` made them. tfmot guesses per-channel clustering whenever every output channel holds nearly the same
+    number of distinct values, which any well-clustered kernel does, and then builds one gather per channel:
+    thousands of graph ops (a ten-minute trace for MobileNetV2-0.35) and centroids that drift apart per channel."""
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as registry)
+
+    def per_kernel(layer: Any, weight: Any, data_format: Any) -> tuple[Any, Any, Any, bool]:
+        centroids, index = registry.get_unique(weight)
+        return centroids, tf.size(centroids), index, False
+
+    original = registry.get_centroids
+    registry.get_centroids = per_kernel
+    try:
+        yield
+    finally:
+        registry.get_centroids = original
+
+
 def _foldable_batch_norms(model: Any) -> set[str]:
     """Names of the batch norms fed directly by a convolution or dense layer: tfmot's layout transforms fold
     such pairs. Read from the model's own graph config: a layer reused from an earlier model (as after
@@ -114,8 +157,10 @@ def _foldable_batch_norms(model: Any) -> set[str]:
     return names
 
 
-def quantize(model: Any, preserve_sparsity: bool = False) -> Any:
-    """Quantisation-aware copy of ``model``; with ``preserve_sparsity`` tfmot's prune-preserving scheme keeps zeros.
+def quantize(model: Any, preserve_sparsity: bool = False, preserve_clusters: bool = False) -> Any:
+    """Quantisation-aware copy of ``model`` in tfmot's collaborative scheme for what earlier steps made:
+    ``preserve_sparsity`` keeps zeros (PQAT), ``preserve_clusters`` keeps each kernel's centroids and trains them
+    (CQAT), both together is PCQAT.
 
     Layers tfmot's default 8-bit registry supports are annotated, and so is every batch norm that follows a
     convolution: tfmot only folds Conv+BN(+ReLU) when the batch norm is annotated too; left out, the
@@ -136,8 +181,33 @@ def quantize(model: Any, preserve_sparsity: bool = False) -> Any:
         return qk.quantize_annotate_layer(layer) if registry.supports(layer) or layer.name in folded else layer
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
-    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if preserve_sparsity else None
-    return qk.quantize_apply(annotated, scheme) if scheme else qk.quantize_apply(annotated)
+    combine = tfmot.experimental.combine
+    if preserve_clusters:
+        with per_kernel_centroids():
+            return qk.quantize_apply(annotated, combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity))
+    if preserve_sparsity:
+        return qk.quantize_apply(annotated, combine.Default8BitPrunePreserveQuantizeScheme())
+    return qk.quantize_apply(annotated)
+
+
+def _own_name(weight: Any, layer: Any) -> str:
+    """A weight's name within its layer: 'quant_conv/kernel_min:0' -> 'kernel_min', 'quantize_layer_1_min' -> '_min'."""
+    return weight.name.split(":")[0].split("/")[-1].replace(layer.name, "", 1)
+
+
+def loadable_twin(qat_model: Any, float_model: Any) -> Any:
+    """A default-scheme QAT copy of a cluster-preserving QAT model: the same (clustered) kernels, ranges and outputs.
+
+    tfmot builds a CQAT layer from its kernel's current values (their distinct values become its centroids), so
+    a saved CQAT model cannot be rebuilt from its config: on load the kernels are still random. Inference reads
+    only the kernels, which CQAT keeps clustered, and the ranges; this twin loads and converts to the same file.
+    """
+    twin = quantize(float_model)
+    for mine, theirs in zip(twin.layers, qat_model.layers):
+        source = {_own_name(w, theirs): w for w in theirs.weights}
+        for w in mine.weights:
+            w.assign(source[_own_name(w, mine)])
+    return twin
 
 
 def _activation_ranges(model: Any) -> list[Any]:

@@ -56,7 +56,9 @@ class ModelOptions:
 @dataclass
 class HParams:
     """How the model is trained. Phases run in this order: head only (``freeze_epochs``), fine-tune (the rest of
-    ``epochs``), pruning (``prune_epochs`` when ``prune`` > 0), quantisation-aware training (``qat_epochs``)."""
+    ``epochs``), pruning (``prune_epochs`` when ``prune`` > 0), clustering (``cluster_epochs`` when ``cluster`` > 0;
+    0 epochs keeps the k-means centroids as they start), quantisation-aware training (``qat_epochs``, with ``qat`` or
+    ``cluster``: the int8 file is what keeps the clusters, so clustering always ends in cluster-preserving QAT)."""
 
     epochs: int = 10                      # head + fine-tune; 0 = only prune/QAT a model given by ``weights``
     freeze_epochs: int | None = None      # None = 3, or fewer when ``epochs`` is short (at least one fine-tunes)
@@ -70,6 +72,8 @@ class HParams:
     prune: float = 0.0                    # target sparsity; 0 = no pruning
     prune_epochs: int = 2
     prune_block: int = 1                  # > 1: 1x1-conv and dense kernels lose runs of this many input channels
+    cluster: int = 0                      # centroids per conv/dense kernel; 0 = no clustering
+    cluster_epochs: int = 1
     qat: bool = False
     qat_epochs: int = 2
     augment: Augment = field(default_factory=Augment)
@@ -90,16 +94,26 @@ class HParams:
             (not 0 <= self.prune < 1, "prune (target sparsity) must be in [0, 1)"),
             (self.prune > 0 and self.prune_epochs < 1, "prune_epochs must be >= 1 when pruning"),
             (self.prune_block < 1, "prune_block must be >= 1"),
-            (self.qat and self.qat_epochs < 1, "qat_epochs must be >= 1 with qat"),
+            (self.cluster != 0 and not (2 if self.prune == 0 else 3) <= self.cluster <= 256,
+             f"cluster must be 0 (off) or {2 if self.prune == 0 else 3}..256 centroids per kernel"
+             + (" (one is kept for the pruned zeros)" if self.prune else "")),
+            (self.cluster_epochs < 0, "cluster_epochs must be >= 0"),
+            (self.quantize_aware and self.qat_epochs < 1, "qat_epochs must be >= 1 with qat or cluster"),
             (self.class_weights not in ("auto", "none"), "class_weights must be auto or none"),
             (not 0 <= self.fine_tune_fraction <= 1, "fine_tune_fraction must be in [0, 1]"),
         ], "hyperparameters")
+
+    @property
+    def quantize_aware(self) -> bool:
+        """Whether a QAT phase runs: asked for, or implied by clustering."""
+        return self.qat or self.cluster > 0
 
     def phases(self) -> list[tuple[str, int, int]]:
         """(name, first epoch, end epoch) of each phase that runs, in global epoch numbers."""
         assert self.freeze_epochs is not None
         plan = [("head", self.freeze_epochs), ("finetune", self.epochs - self.freeze_epochs),
-                ("prune", self.prune_epochs if self.prune else 0), ("qat", self.qat_epochs if self.qat else 0)]
+                ("prune", self.prune_epochs if self.prune else 0), ("cluster", self.cluster_epochs if self.cluster else 0),
+                ("qat", self.qat_epochs if self.quantize_aware else 0)]
         out, start = [], 0
         for name, n in plan:
             if n:
@@ -135,8 +149,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         _refuse([(self.strategy not in (None, *STRATEGIES), f"strategy must be one of {', '.join(STRATEGIES)}"),
-                 (self.hparams.epochs == 0 and not (self.model.pretrained and (self.hparams.prune or self.hparams.qat)),
-                  "epochs 0 (optimise only) needs weights to start from and prune or qat")], "settings")
+                 (self.hparams.epochs == 0 and not (self.model.pretrained and (self.hparams.prune or self.hparams.quantize_aware)),
+                  "epochs 0 (optimise only) needs weights to start from and prune, cluster or qat")], "settings")
 
     @property
     def second_lr(self) -> float:

@@ -1,4 +1,4 @@
-"""``train``: fine-tune an edgeclf.models architecture on a data set, optionally prune and train it
+"""``train``: fine-tune an edgeclf.models architecture on a data set, optionally prune, cluster and train it
 quantisation-aware, and write a run folder (model.keras, metadata, hparams, metrics, history, plots,
 calib.npz, test.npz). Every epoch is checkpointed, so ``resume=True`` continues an interrupted run."""
 from __future__ import annotations
@@ -135,7 +135,7 @@ def _checkpoint_callback(trainer: "_Trainer", phase: str) -> Any:
 
 
 class _Trainer:
-    """Runs the phases (head, finetune, prune, qat) of one run, checkpointing after every epoch."""
+    """Runs the phases (head, finetune, prune, cluster, qat) of one run, checkpointing after every epoch."""
 
     def __init__(self, st: Settings, splits: Splits, pre: Preprocess, run: Path, state: dict[str, Any],
                  callbacks: list[Any], verbose: int, strategy: Any = None) -> None:
@@ -145,6 +145,7 @@ class _Trainer:
         self.saved_checkpoint: str | None = state["checkpoint"]
         self.callbacks, self.verbose = callbacks, verbose
         self.model: Any = None
+        self.float_model: Any = None  # the model QAT started from
         self.replicas = strategy.num_replicas_in_sync if strategy else 1
 
     # -- checkpoints ---------------------------------------------------------------------------------
@@ -193,12 +194,18 @@ class _Trainer:
         elif phase == "prune":
             set_trainable(self.model, top_fraction=1.0, train_bn=not pretrained)
             self.model = optimize.prune(self.model, hp.prune, steps * (end - start), hp.prune_block)
-        else:  # qat, after pruning (stripped) or after fine-tuning
+        elif phase == "cluster":
+            set_trainable(self.model, top_fraction=1.0, train_bn=not pretrained)
+            self.model = optimize.cluster(self.model, hp.cluster, preserve_sparsity=hp.prune > 0)
+        else:  # qat, after fine-tuning, pruning or clustering (each stripped)
+            if hp.cluster and not hp.cluster_epochs:  # k-means centroids as they start: cluster-preserving QAT trains them
+                self.model = optimize.strip_clustering(optimize.cluster(self.model, hp.cluster, hp.prune > 0))
             if self.done <= start:  # the float model is trained (not a mid-QAT resume): keep it for float files
                 from edgeclf.training.keras_io import FLOAT_MODEL_FILE, save_model
                 save_model(self.model, self.run / FLOAT_MODEL_FILE)
             set_trainable(self.model, top_fraction=1.0, train_bn=not pretrained)
-            self.model = optimize.quantize(self.model, preserve_sparsity=hp.prune > 0)
+            self.float_model = self.model
+            self.model = optimize.quantize(self.model, preserve_sparsity=hp.prune > 0, preserve_clusters=hp.cluster > 0)
             optimize.init_activation_ranges(self.model, self._range_batches())
         import tf_keras as keras
         lr = hp.lr if phase == "head" else self.st.second_lr
@@ -213,9 +220,12 @@ class _Trainer:
         return make_pipeline(self.splits.train, self.pre, self.hp.batch_size, cache=False).take(RANGE_BATCHES)
 
     def _leave(self, phase: str) -> None:
+        from edgeclf.training import optimize
+
         if phase == "prune":
-            from edgeclf.training.optimize import strip_pruning
-            self.model = strip_pruning(self.model)
+            self.model = optimize.strip_pruning(self.model)
+        elif phase == "cluster":
+            self.model = optimize.strip_clustering(self.model)
 
     # -- the loop --------------------------------------------------------------------------------------
     def fit(self) -> tuple[Any, list[dict[str, Any]]]:
@@ -256,6 +266,9 @@ class _Trainer:
                     if self.done < end:  # early stopping ended the phase: mark it complete
                         self.checkpoint(end)
                 self._leave(phase)
+            if hp.cluster:  # what is saved and converted: a CQAT model cannot be rebuilt from its config
+                from edgeclf.training.optimize import loadable_twin
+                self.model = loadable_twin(self.model, self.float_model)
         return self.model, self.history
 
 
@@ -293,11 +306,13 @@ def _write_run(run: Path, st: Settings, splits: Splits, pre: Preprocess, model: 
     val_report = classification_report(splits.val.labels, predict_probabilities(model, splits.val, pre), labels)
     reached = sparsity(model) if hp.prune else None
     metrics = {"test": test_report, "val": summary(val_report), "sparsity": reached,
-               "target_sparsity": hp.prune or None, "qat": hp.qat, "epochs_run": len(history),
+               "target_sparsity": hp.prune or None, "qat": hp.quantize_aware, "clusters": hp.cluster or None,
+               "epochs_run": len(history),
                "replicas": replicas, "split_sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test", "calib")}}
-    meta = Metadata(labels=labels, preprocess=pre, output="probabilities", quantization="qat" if hp.qat else "fp32",
+    meta = Metadata(labels=labels, preprocess=pre, output="probabilities", quantization="qat" if hp.quantize_aware else "fp32",
                     source=st.model.arch, extra={"metrics": summary(test_report), "val_metrics": summary(val_report),
-                                           "sparsity": reached, "qat": hp.qat, "run": run.name})
+                                           "sparsity": reached, "qat": hp.quantize_aware, "clusters": hp.cluster or None,
+                                           "run": run.name})
     save_model(model, run / "model.keras")
     atomic_write_text(run / "metadata.json", meta.to_json())
     atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2))
