@@ -7,8 +7,9 @@ and gated on scikit-image's bundled photos. The parity gate is kept permissive h
 a file that misses it is still measured and the record says which did. Then:
 
 1. ``pick`` on the four files, judged against the float file on ``--check-crops`` random crops (scale, position,
-   flip; ``_models.photo_crops``, seed ``--check-seed``) of scikit-image's colour photos - new images, so no
-   int8 file is judged on the photos its ranges were calibrated on - by the convert gate's rules: flips among
+   flip; ``_models.photo_crops``, seed ``--check-seed``) of scikit-image's colour photos - new framings, not
+   the calibration images themselves, though of the same photos (no other offline photos exist) - by the convert
+   gate's rules: flips among
    decisive images (the float file's top-1 leads by >= 0.2) with a one-sided 95 % bound, within 1 pp. Every
    candidate's median (all timed side by side in one worker process), each row's gate figures, the check
    set's size and decisive count, and the pick. 1 pp is verified only by 299 or more decisive images with no
@@ -156,7 +157,7 @@ def main() -> None:
         "check_images": {"count": result.check["images"], "decisive": result.check["decisive"],
                          "margin": result.check["margin"],
                          "source": f"{args.check_crops} random crops (seed {args.check_seed}) of scikit-image's "
-                                   "colour photos, none of them a calibration image"},
+                                   "colour photos (new framings of photos the int8 ranges were calibrated on, not those images)"},
         "files_in": str((cache / "lite0_224").relative_to(HERE.parent)),
         "conversion": [{**{k: c.get(k) for k in ("format", "quant", "kept", "parity", "notes") if k in c},
                         "file": Path(c["path"]).name if c.get("path") else None} for c in conversion],
