@@ -67,7 +67,7 @@ def latency_ms(path: Path, image: np.ndarray, runs: int) -> float:
 
 def int8_weight_entropy(path: Path) -> tuple[float, int]:
     """(Shannon entropy in bits per value, count) over the file's constant int8 tensors (the weights)."""
-    from edgeclf.runtime.devices import tflite_module
+    from edgeclf.runtime.tflite_backend import tflite_module
 
     interpreter = tflite_module()[0].Interpreter(model_path=str(path))
     values = []
@@ -88,7 +88,7 @@ def int8_weight_entropy(path: Path) -> tuple[float, int]:
 
 def channel_values(path: Path) -> int:
     """The most distinct int8 values in one output channel of any conv or dense filter (what clustering bounds)."""
-    from edgeclf.runtime.devices import tflite_module
+    from edgeclf.runtime.tflite_backend import tflite_module
 
     interpreter = tflite_module()[0].Interpreter(model_path=str(path))
     ops = interpreter._get_ops_details()
