@@ -50,13 +50,25 @@ def concrete_function(model: Any, shape: tuple[int, int, int], batch: int | None
     return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
 
 
+def variables_holder(model: Any) -> Any:
+    """A bare ``tf.Module`` holding the model's variables: what the converter saves beside the traced function.
+    Given the Keras model itself, it saves the whole model and traces every layer's call on the way (on a QAT
+    EfficientNet-Lite0, 5x the conversion time for the same bytes)."""
+    import tensorflow as tf
+
+    holder = tf.Module()
+    holder.kept = list(model.variables)
+    return holder
+
+
 def tflite_converter(model: Any, shape: tuple[int, int, int], quant: str, io: str = "uint8",
                      calib: np.ndarray | None = None, pre: Preprocess | None = None, qat: bool = False,
                      allow_select_ops: bool = False, source: str = "model", batch: int | None = 1) -> Any:
     """A ``TFLiteConverter`` set up for ``quant`` (fp32|fp16|dynamic|int8); int8 uses ``calib`` images unless ``qat``."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model, shape, batch)], model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model, shape, batch)],
+                                                         variables_holder(model))
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quant == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
