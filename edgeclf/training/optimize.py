@@ -5,6 +5,7 @@ and the few distinct values per kernel that entropy coders shrink."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -140,6 +141,25 @@ def per_kernel_centroids() -> Iterator[None]:
         registry.get_centroids = original
 
 
+class _UnusedKernels(logging.Filter):
+    """Drops Keras's "Gradients do not exist for variables" warning when every variable it names is a kernel: in
+    cluster-preserving QAT each kernel is rebuilt from its trained centroids, so the kernel variables themselves
+    get no gradient by design (and no optimiser slots: Keras filters them out before applying)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Gradients do not exist for variables") or not record.args:
+            return True
+        names = record.args[0] if isinstance(record.args, tuple) else record.args
+        return not (isinstance(names, list) and names and all(str(n).endswith("kernel:0") for n in names))
+
+
+def _quiet_unused_kernels() -> None:
+    """Install the filter on TensorFlow's logger once."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _UnusedKernels) for f in logger.filters):
+        logger.addFilter(_UnusedKernels())
+
+
 def _foldable_batch_norms(model: Any) -> set[str]:
     """Names of the batch norms fed directly by a convolution or dense layer: tfmot's layout transforms fold
     such pairs. Read from the model's own graph config: a layer reused from an earlier model (as after
@@ -183,6 +203,7 @@ def quantize(model: Any, preserve_sparsity: bool = False, preserve_clusters: boo
     annotated = keras.models.clone_model(model, clone_function=annotate)
     combine = tfmot.experimental.combine
     if preserve_clusters:
+        _quiet_unused_kernels()
         with per_kernel_centroids():
             return qk.quantize_apply(annotated, combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity))
     if preserve_sparsity:
