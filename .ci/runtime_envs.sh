@@ -6,6 +6,9 @@
 #   B "lowest": a plain venv with every direct requirement at its floor (uv --resolution lowest-direct).
 # Usage (from anywhere, as root on Debian, after bash setup.sh): bash .ci/runtime_envs.sh [pios|lowest]...
 # Environment: EDGECLF_RUNTIME_WORK (default .ci-venvs/runtime): venvs rebuilt each run, models while stale.
+#   EDGECLF_RUNTIME_PHASE: all (default) | install (models, wheel, venvs; no tests) | test (tests in the venvs an
+#   install phase made). .ci/run installs while the main suite runs and tests afterwards, on a quiet machine: the
+#   camera tests check real-time pacing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -14,6 +17,8 @@ PY=/usr/bin/python3                      # Debian's (and Raspberry Pi OS's) own 
 TESTS=(tests/test_runtime.py tests/test_cli.py tests/test_artifact.py tests/test_camera.py tests/test_bench.py
        tests/test_cli_grammar.py tests/test_first_contact.py tests/test_documented_commands.py)
 CASES=("$@"); [ ${#CASES[@]} -gt 0 ] || CASES=(pios lowest)
+PHASE=${EDGECLF_RUNTIME_PHASE:-all}
+case $PHASE in all|install|test) ;; *) echo "runtime_envs: EDGECLF_RUNTIME_PHASE must be all, install or test" >&2; exit 1 ;; esac
 APT_PACKAGES=(python3-numpy python3-opencv python3-venv)
 
 say() { printf '\n== runtime_envs: %s\n' "$*"; }
@@ -23,6 +28,8 @@ stamp() { date +%s; }
 [ -x .venv/bin/python ] || die ".venv is missing: run 'bash setup.sh' first (it builds the fixture models)"
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
+
+if [ "$PHASE" != test ]; then  # install: apt packages, uv, fixture models, the wheel (the cases make the venvs)
 
 # -- apt's numpy/OpenCV/venv, as on Raspberry Pi OS; apt-get update only when something is missing -------------
 apt_ready() {
@@ -61,8 +68,6 @@ if [ "$(cat "$WORK/models/.key" 2>/dev/null)" != "$key" ]; then
 fi
 echo "models: $(( $(stamp) - t0 )) s"
 
-unset PYTHONPATH  # from here on only the installed copies may be imported
-
 # -- one wheel of this checkout, installed by case A as a release would be (B installs the checkout's copy itself: uv's
 #    lowest-direct takes a local project's own requirements as the direct ones, a wheel's as transitive) ----------
 t0=$(stamp)
@@ -73,10 +78,14 @@ tar -C "$REPO" --exclude=./.venv --exclude=./.ci-venvs --exclude=./.git --exclud
   || { tail -30 "$WORK/build.log" >&2; die "uv build --wheel"; }
 WHEEL=$(ls "$WORK"/dist/edgeclf-*.whl)
 echo "wheel: $(basename "$WHEEL"), $(( $(stamp) - t0 )) s"
+fi
+
+unset PYTHONPATH  # from here on only the installed copies may be imported
 
 # -- one environment's tests: from outside the repo, so the installed edgeclf is what runs ----------------------
 run_tests() {  # NAME VENV
   local name=$1 venv=$2 rc
+  [ -x "$venv/bin/python" ] || die "$name: no environment at $venv (run with EDGECLF_RUNTIME_PHASE=install first)"
   (cd "$WORK" && "$venv/bin/python" - "$venv") <<'EOF' || die "$name: edgeclf is not the installed copy"
 import sys, edgeclf, importlib.metadata as md
 print("edgeclf", edgeclf.__file__)
@@ -104,6 +113,7 @@ EOF
 
 case_pios() {
   local venv=$WORK/pios t0
+  if [ "$PHASE" != test ]; then
   t0=$(stamp)
   say "A pios: venv --system-site-packages over apt's numpy/OpenCV, pip install '.[onnx]'"
   rm -rf "$venv"
@@ -121,6 +131,8 @@ wheels = [d.metadata["Name"] for d in md.distributions() if d.metadata["Name"].l
 assert not wheels, f"an OpenCV wheel was installed over apt's: {wheels}"
 EOF
   echo "A pios install: $(( $(stamp) - t0 )) s"
+  fi
+  [ "$PHASE" = install ] && return
   t0=$(stamp)
   run_tests "A pios" "$venv"
   echo "A pios tests: $(( $(stamp) - t0 )) s"
@@ -128,6 +140,7 @@ EOF
 
 case_lowest() {
   local venv=$WORK/lowest t0
+  if [ "$PHASE" != test ]; then
   t0=$(stamp)
   say "B lowest: uv pip install --resolution lowest-direct '.[onnx,opencv]'"
   rm -rf "$venv"
@@ -137,6 +150,8 @@ case_lowest() {
   "$UV" pip install -q -p "$venv/bin/python" pytest || die "B lowest: pytest"  # pytest's own floor is not ours
   versions "$venv"
   echo "B lowest install: $(( $(stamp) - t0 )) s"
+  fi
+  [ "$PHASE" = install ] && return
   t0=$(stamp)
   run_tests "B lowest" "$venv"
   echo "B lowest tests: $(( $(stamp) - t0 )) s"
@@ -149,4 +164,4 @@ for c in "${CASES[@]}"; do
     *) die "unknown case '$c' (pios, lowest)" ;;
   esac
 done
-say "passed: ${CASES[*]}"
+say "$([ "$PHASE" = install ] && echo installed || echo passed): ${CASES[*]}"

@@ -24,6 +24,26 @@ PHOTOS = {"tabby, tabby cat": "chelsea.png", "espresso": "coffee.png", "missile"
           "moped": "motorcycle_left.png"}  # ImageNet class -> scikit-image photo (Lite0 misreads only the cat)
 __all__ = ["CLASSES", "SIZE"]
 
+# Files that train or run the demo take most of the suite's time: they go first, so that with
+# pytest -n 2 (README.md) the other worker takes the many short files meanwhile.
+SLOWEST_FIRST = ("test_training.py", "test_demo.py", "test_distributed.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slowest files first (a stable sort: each file keeps its own order)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist is only in the dev extra, not in the runtime test envs
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Whole files to one worker each (module fixtures are built once), in collection order: xdist's default
+    reorder by test count would start the few-test, slow files last."""
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False
+    return LoadFileScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def keras_model():

@@ -207,10 +207,10 @@ def test_shared_vectors_cannot_multiply_the_check(shared, why):
 
     assert inspect_tflite(_shared_vector_model(10, 10, shared), "small.tflite").num_ops == (10 if shared == "operator" else 0)
     data = _shared_vector_model(10_000, 5_000, shared)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU of this process: the check's own cost, not the machine's load
     with pytest.raises(InvalidModelError, match=f"crafted.tflite: corrupt or truncated TFLite model.*{why}"):
         inspect_tflite(data, "crafted.tflite")
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
 
 
 def _repacked(path, change) -> bytes:

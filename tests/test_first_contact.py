@@ -90,11 +90,11 @@ def test_short_runs_fine_tune_at_least_one_epoch(epochs, head):
 
 
 def test_train_needs_only_data_and_epochs(tmp_path):
-    """``train DATA --epochs 1``: small and untrained (--limit, --img-size, --arch mobilenet_v2, --weights none)
-    only to be quick; the run folder defaults under ./runs."""
+    """``train DATA --epochs 1``: small and untrained (--limit, --img-size, --arch mobilenet_v2 --alpha 0.35,
+    --weights none) only to be quick; the run folder defaults under ./runs."""
     pytest.importorskip("tf_keras", reason="needs TensorFlow (the [train] extra)")
     proc = _edgeclf("train", "digits", "--epochs", "1", "--limit", "200", "--img-size", "32", "--arch",
-                    "mobilenet_v2", "--weights", "none", "--batch", "64", cwd=tmp_path, timeout=600)
+                    "mobilenet_v2", "--alpha", "0.35", "--weights", "none", "--batch", "64", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = Path(re.search(r"run folder: (.+)", proc.stdout).group(1).strip())
     assert (tmp_path / run).parent == tmp_path / "runs"

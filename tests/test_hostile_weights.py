@@ -125,11 +125,11 @@ GIB_OF_ZEROS_CRC = 0x5B64C2B0  # zlib.crc32(bytes(1 << 30)), so the bomb is a we
 def _refused(path: Path, match: str, mb: float = REFUSAL_MB) -> str:
     """read_state_dict(path) raises one short WeightsError line naming the file, quickly and within ``mb``."""
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()  # this process's CPU: what the refusal costs, whatever else the machine runs
     try:
         with pytest.raises(EdgeclfError) as info:
             read_state_dict(path)
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -138,7 +138,7 @@ def _refused(path: Path, match: str, mb: float = REFUSAL_MB) -> str:
     assert "\n" not in msg and len(msg) < 400 and path.name in msg, msg[:400]
     assert re.search(match, msg), msg
     assert peak < mb * MB, f"refusing took {peak / MB:.1f} MB"
-    assert elapsed < REFUSAL_SECONDS, f"refusing took {elapsed:.2f} s"
+    assert elapsed < REFUSAL_SECONDS, f"refusing took {elapsed:.2f} s of CPU"
     return msg
 
 
