@@ -263,3 +263,20 @@ def test_a_bad_data_set_leaves_no_run_folder(tmp_path):
     with pytest.raises(DataError, match="class folder has no images"):
         train(tmp_path / "data", out=tmp_path / "run", **TINY)
     assert not (tmp_path / "run").exists()
+
+
+def test_only_the_kernels_cluster_preserving_qat_rebuilds_go_unreported():
+    """CQAT computes each kernel from its trained centroids, so Keras's missing-gradient warning for the kernel
+    variables is expected and dropped; any other variable without a gradient is still reported."""
+    import logging
+
+    from edgeclf.training.optimize import _UnusedKernels
+
+    def record(message: str, names: list[str]) -> logging.LogRecord:
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, (names,), None)
+
+    missing = "Gradients do not exist for variables %s when minimizing the loss."
+    quiet = _UnusedKernels()
+    assert not quiet.filter(record(missing, ["Conv1/kernel:0", "predictions/kernel:0"]))
+    assert quiet.filter(record(missing, ["Conv1/kernel:0", "predictions/bias:0"]))
+    assert quiet.filter(record("Something else about %s", ["Conv1/kernel:0"]))
