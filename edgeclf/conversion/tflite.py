@@ -53,7 +53,7 @@ def concrete_function(model: Any, shape: tuple[int, int, int], batch: int | None
 def variables_holder(model: Any) -> Any:
     """A bare ``tf.Module`` holding the model's variables: what the converter saves beside the traced function.
     Given the Keras model itself, it saves the whole model and traces every layer's call on the way (on a QAT
-    EfficientNet-Lite0, 5x the conversion time for the same bytes)."""
+    EfficientNet-Lite0, over 4x the conversion time for the same bytes: benchmarks/convert_time.py)."""
     import tensorflow as tf
 
     holder = tf.Module()
